@@ -1,0 +1,355 @@
+//! Wire types shared by the hub and every client.
+//!
+//! Frames are JSON text, one object per WebSocket message, discriminated by
+//! `type`. Field names are camelCase, exactly as the original Node.js hub sent
+//! them, so clients written for it keep working. Protocol v2 only *adds*
+//! fields and frame types; a legacy client ignores what it does not know.
+//!
+//! `references/PROTOCOL.md` documents every frame; keep the two in step.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The protocol version a client asks for in `register.protocol`.
+/// Absent means the original (legacy) protocol.
+pub const PROTOCOL_V2: u32 = 2;
+
+/// The group every original client talked in.
+pub const DEFAULT_GROUP: &str = "clawdbots";
+
+/// Close code sent when a connection is replaced by a newer register of the
+/// same agent id.
+pub const CLOSE_REPLACED: u16 = 4000;
+/// Close code sent when a client's outgoing queue overflowed because it
+/// stopped reading. The client should reconnect and resume from its cursor.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code sent when the hub heard nothing from a client (not even a pong)
+/// within the idle timeout.
+pub const CLOSE_IDLE_TIMEOUT: u16 = 4002;
+/// Close code sent when a frame exceeds the hard frame-size cap (RFC 6455).
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code sent when the hub shuts down (RFC 6455 "going away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Every `type` a client may send. Anything else gets `unknown_type`.
+pub const CLIENT_FRAME_TYPES: &[&str] = &[
+    "register",
+    "join_group",
+    "leave_group",
+    "message",
+    "direct_message",
+    "heartbeat",
+    "ack",
+];
+
+/// How an agent describes itself in `register`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Free tags such as `xcode` or `gpu`, used to route tasks.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Anything else the client sent; the original kept extra fields.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Frames a client sends to the hub.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    #[serde(rename_all = "camelCase")]
+    Register {
+        agent: AgentInfo,
+        /// `2` for protocol v2; absent for legacy clients.
+        #[serde(default)]
+        protocol: Option<u32>,
+        /// v2: the last sequence number this client processed; the hub
+        /// resumes right after it.
+        #[serde(default)]
+        last_seq: Option<i64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    JoinGroup {
+        group_id: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    LeaveGroup {
+        group_id: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Message {
+        group_id: String,
+        content: String,
+        /// Ignored, as in the original: the hub stamps its own time.
+        #[serde(default)]
+        timestamp: Option<Value>,
+        /// v2: a client-chosen id that makes a resend idempotent.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    DirectMessage {
+        to: String,
+        content: String,
+        #[serde(default)]
+        timestamp: Option<Value>,
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    Heartbeat {},
+    /// v2: everything up to and including `seq` has been processed.
+    Ack {
+        seq: i64,
+    },
+}
+
+/// One agent as `agent_list` and `GET /api/agents` show it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSummary {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub device: String,
+    pub status: AgentStatus,
+    pub capabilities: Vec<String>,
+    /// ISO 8601; when the agent was last connected (now, if online).
+    pub last_seen: String,
+    /// ISO 8601; when the agent first registered (the original's `joinedAt`).
+    pub joined_at: String,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Online,
+    Offline,
+}
+
+/// A group chat message (`type: "message"`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMessage {
+    pub id: String,
+    pub seq: i64,
+    pub from: String,
+    pub from_name: String,
+    pub group_id: String,
+    pub content: String,
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// A direct message (`type: "direct_message"`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectMessage {
+    pub id: String,
+    pub seq: i64,
+    pub from: String,
+    pub from_name: String,
+    pub to: String,
+    pub content: String,
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// A mention of the receiving agent in a group message (`type: "mention"`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Mention {
+    pub id: String,
+    pub seq: i64,
+    pub from: String,
+    pub from_name: String,
+    pub group_id: String,
+    pub content: String,
+    pub timestamp: String,
+    /// The `id` of the group message that carried the mention.
+    pub message_id: String,
+}
+
+/// Frames the hub sends to a client.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    #[serde(rename_all = "camelCase")]
+    Registered {
+        agent_id: String,
+        server_time: String,
+        /// The protocol version the hub will speak on this connection.
+        protocol: u32,
+        /// v2: the hub will send everything after this sequence number.
+        resume_from: i64,
+        /// Present once, when this register claimed the agent id with a
+        /// join or admin token: the agent's own credential. Store it and use
+        /// it as the token from now on; it is never shown again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
+    },
+    AgentList {
+        agents: Vec<AgentSummary>,
+    },
+    /// Legacy clients: what they missed while offline, oldest first.
+    OfflineMessages {
+        messages: Vec<Value>,
+    },
+    #[serde(rename_all = "camelCase")]
+    System {
+        content: String,
+        group_id: String,
+        timestamp: String,
+    },
+    Message(GroupMessage),
+    Mention(Mention),
+    DirectMessage(DirectMessage),
+    #[serde(rename_all = "camelCase")]
+    TaskAssigned {
+        seq: i64,
+        task: Value,
+    },
+    HeartbeatAck {
+        timestamp: String,
+    },
+    /// The sender's confirmation: the message is durably stored as `seq`.
+    #[serde(rename_all = "camelCase")]
+    Sent {
+        id: String,
+        seq: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        /// True when `clientId` was seen before: nothing new was stored.
+        duplicate: bool,
+        /// `@names` in the message that matched no agent.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unknown_mentions: Vec<String>,
+    },
+    /// v2: the backlog has been sent; what follows is live.
+    CaughtUp {
+        seq: i64,
+    },
+    /// v2: membership changed as asked.
+    #[serde(rename_all = "camelCase")]
+    Joined {
+        group_id: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Left {
+        group_id: String,
+    },
+    Error(ErrorBody),
+}
+
+/// The body of an `error` frame and of every REST error (`{"error": ...}`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    /// Stable, machine-readable; see [`ErrorCode`].
+    pub code: ErrorCode,
+    /// For people; wording may change.
+    pub message: String,
+}
+
+/// Every error code the hub can answer with. Codes never change meaning.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame or body is not JSON.
+    InvalidJson,
+    /// A known frame type with missing or mistyped fields.
+    InvalidFrame,
+    /// A frame `type` the hub does not know.
+    UnknownType,
+    /// A frame other than `register` before `register`.
+    NotRegistered,
+    /// An id (agent, group, client id) too long, empty or with bad characters.
+    InvalidId,
+    /// A body or content over the configured limit.
+    TooLarge,
+    /// No token, or a token the hub does not know.
+    Unauthorized,
+    /// The token is valid but does not allow this.
+    Forbidden,
+    /// The agent id is claimed by another credential.
+    AgentClaimed,
+    UnknownGroup,
+    UnknownAgent,
+    NotFound,
+    /// The thing to create exists already.
+    Conflict,
+    /// A query parameter or field value out of range.
+    InvalidArgument,
+    /// Something failed inside the hub; details are in its log.
+    Internal,
+}
+
+impl ServerFrame {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error(ErrorBody {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_register_parses_with_extra_fields() {
+        let frame: ClientFrame = serde_json::from_str(
+            r#"{"type":"register","agent":{"id":"a","name":"A","role":"dev","device":"mac","os":"darwin"}}"#,
+        )
+        .unwrap();
+        let ClientFrame::Register {
+            agent, protocol, ..
+        } = frame
+        else {
+            panic!("not a register")
+        };
+        assert_eq!(protocol, None);
+        assert_eq!(agent.extra.get("os"), Some(&Value::from("darwin")));
+    }
+
+    #[test]
+    fn heartbeat_needs_no_fields() {
+        let frame: ClientFrame = serde_json::from_str(r#"{"type":"heartbeat"}"#).unwrap();
+        assert_eq!(frame, ClientFrame::Heartbeat {});
+    }
+
+    #[test]
+    fn server_frames_use_the_original_field_names() {
+        let frame = ServerFrame::Message(GroupMessage {
+            id: "m".into(),
+            seq: 7,
+            from: "a".into(),
+            from_name: "A".into(),
+            group_id: "g".into(),
+            content: "hi".into(),
+            timestamp: "t".into(),
+            client_id: None,
+        });
+        let json = serde_json::to_value(&frame).unwrap();
+        assert_eq!(json["type"], "message");
+        assert_eq!(json["fromName"], "A");
+        assert_eq!(json["groupId"], "g");
+        assert!(json.get("clientId").is_none());
+    }
+}

@@ -1,0 +1,188 @@
+//! Storing and routing group messages, mentions and DMs.
+
+use std::sync::Arc;
+
+use clawbot_connector::protocol::ErrorCode;
+
+use super::Hub;
+use crate::error::HubError;
+use crate::ids;
+use crate::store::event::{Event, EventKind};
+use crate::store::messages::{self, NewEvent};
+use crate::store::{agents, groups, now_iso, StoreError};
+
+/// Who a message is from.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub id: String,
+    pub name: String,
+}
+
+/// The outcome of a send, for the sender's confirmation.
+#[derive(Debug)]
+pub struct Posted {
+    pub event: Arc<Event>,
+    /// The client id was seen before; nothing new was stored.
+    pub duplicate: bool,
+    pub unknown_mentions: Vec<String>,
+}
+
+impl Hub {
+    /// Stores a group message and a mention for each agent it names, then
+    /// routes them. Returns once the commit is durable.
+    pub async fn post_group_message(
+        &self,
+        from: &Sender,
+        group_id: &str,
+        content: String,
+        client_id: Option<String>,
+    ) -> Result<Posted, HubError> {
+        ids::check_id("groupId", group_id)?;
+        ids::check_content(&content, self.config().max_body_bytes)?;
+        if let Some(client_id) = &client_id {
+            ids::check_client_id(client_id)?;
+        }
+        let resolved = self.resolve_mentions(&content);
+        let mentioned: Vec<String> = resolved
+            .agents
+            .into_iter()
+            .filter(|agent| agent != &from.id)
+            .collect();
+        let from = from.clone();
+        let group_id = group_id.to_owned();
+        let hub = self.clone();
+        let (events, duplicate) = self
+            .store()
+            .writer
+            .write_then(
+                move |connection| {
+                    if !groups::exists(connection, &group_id)? {
+                        return Err(StoreError::rejected(
+                            ErrorCode::UnknownGroup,
+                            format!("there is no group '{group_id}'; join or create it first"),
+                        ));
+                    }
+                    if let Some(existing) = find_duplicate(connection, &from.id, &client_id)? {
+                        return Ok((vec![existing], true));
+                    }
+                    let now = now_iso();
+                    let message = messages::insert(
+                        connection,
+                        NewEvent {
+                            kind: EventKind::Message,
+                            from_id: from.id.clone(),
+                            from_name: from.name.clone(),
+                            group_id: Some(group_id.clone()),
+                            recipient: None,
+                            content: content.clone(),
+                            client_id,
+                            ref_id: None,
+                            created_at: now.clone(),
+                        },
+                    )?;
+                    let mut events = vec![Arc::clone(&message)];
+                    for agent_id in mentioned {
+                        events.push(messages::insert(
+                            connection,
+                            NewEvent {
+                                kind: EventKind::Mention,
+                                from_id: from.id.clone(),
+                                from_name: from.name.clone(),
+                                group_id: Some(group_id.clone()),
+                                recipient: Some(agent_id),
+                                content: content.clone(),
+                                client_id: None,
+                                ref_id: Some(message.id.clone()),
+                                created_at: now.clone(),
+                            },
+                        )?);
+                    }
+                    Ok((events, false))
+                },
+                move |(events, duplicate)| {
+                    if !duplicate {
+                        hub.dispatch(events);
+                    }
+                },
+            )
+            .await?;
+        Ok(Posted {
+            event: events.into_iter().next().expect("a message was stored"),
+            duplicate,
+            unknown_mentions: resolved.unknown,
+        })
+    }
+
+    /// Stores a DM to a known agent and routes it.
+    pub async fn send_direct_message(
+        &self,
+        from: &Sender,
+        to: &str,
+        content: String,
+        client_id: Option<String>,
+    ) -> Result<Posted, HubError> {
+        ids::check_id("to", to)?;
+        ids::check_content(&content, self.config().max_body_bytes)?;
+        if let Some(client_id) = &client_id {
+            ids::check_client_id(client_id)?;
+        }
+        let from = from.clone();
+        let to = to.to_owned();
+        let hub = self.clone();
+        let (event, duplicate) = self
+            .store()
+            .writer
+            .write_then(
+                move |connection| {
+                    if !agents::exists(connection, &to)? {
+                        return Err(StoreError::rejected(
+                            ErrorCode::UnknownAgent,
+                            format!("no agent '{to}' has ever registered"),
+                        ));
+                    }
+                    if let Some(existing) = find_duplicate(connection, &from.id, &client_id)? {
+                        return Ok((existing, true));
+                    }
+                    let event = messages::insert(
+                        connection,
+                        NewEvent {
+                            kind: EventKind::DirectMessage,
+                            from_id: from.id,
+                            from_name: from.name,
+                            group_id: None,
+                            recipient: Some(to),
+                            content,
+                            client_id,
+                            ref_id: None,
+                            created_at: now_iso(),
+                        },
+                    )?;
+                    Ok((event, false))
+                },
+                move |(event, duplicate)| {
+                    if !duplicate {
+                        hub.dispatch(std::slice::from_ref(event));
+                    }
+                },
+            )
+            .await?;
+        Ok(Posted {
+            event,
+            duplicate,
+            unknown_mentions: Vec::new(),
+        })
+    }
+}
+
+fn find_duplicate(
+    connection: &rusqlite::Connection,
+    from_id: &str,
+    client_id: &Option<String>,
+) -> Result<Option<Arc<Event>>, StoreError> {
+    match client_id {
+        Some(client_id) => {
+            Ok(messages::find_by_client_id(connection, from_id, client_id)?.map(Arc::new))
+        }
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,61 @@
+//! `clawbot-hub`: parses settings, binds, and runs until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use clawbot_hub::config::Cli;
+use clawbot_hub::{run, Listeners};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Cli::parse().resolve() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("clawbot-hub: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let listeners = match Listeners::bind(&config).await {
+        Ok(listeners) => listeners,
+        Err(error) => {
+            eprintln!("clawbot-hub: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One machine-readable line on stdout, for scripts and tests that start
+    // the hub on port 0.
+    if let (Ok(http), Ok(ws)) = (listeners.http.local_addr(), listeners.ws.local_addr()) {
+        println!("clawbot-hub listening http={http} ws={ws}");
+        let _ = std::io::stdout().flush();
+    }
+    match run(config, listeners, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("clawbot-hub: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

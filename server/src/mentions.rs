@@ -1,0 +1,233 @@
+//! Finding `@mentions` in message text.
+//!
+//! A mention is `@` followed by an agent's id or display name, matched
+//! case-insensitively in any script (`@老邢`, `@Code Reviewer`). The longest
+//! known name wins. An `@` inside a word (`x@example.com`) or after a URL
+//! character (`https://host/@user`) is not a mention. A name nobody has
+//! becomes an "unknown" mention: reported to the sender, stored nowhere.
+
+use std::collections::HashMap;
+
+/// Every agent's id and display name, folded for matching.
+#[derive(Debug, Default)]
+pub struct Directory {
+    /// Candidate keys by their first folded character.
+    by_first_char: HashMap<char, Vec<Key>>,
+    /// The keys each agent currently has, to drop them on rename.
+    keys_of: HashMap<String, Vec<Vec<char>>>,
+}
+
+#[derive(Debug)]
+struct Key {
+    folded: Vec<char>,
+    agent_id: String,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Agent ids mentioned, first mention first, each once.
+    pub agents: Vec<String>,
+    /// Names that matched nobody, as written, each once.
+    pub unknown: Vec<String>,
+}
+
+fn fold(text: &str) -> Vec<char> {
+    text.chars().flat_map(char::to_lowercase).collect()
+}
+
+impl Directory {
+    /// Adds or renames an agent.
+    pub fn upsert(&mut self, agent_id: &str, name: &str) {
+        self.remove(agent_id);
+        let mut keys = vec![fold(agent_id)];
+        let name = fold(name.trim());
+        if !name.is_empty() && !keys.contains(&name) {
+            keys.push(name);
+        }
+        for key in &keys {
+            self.by_first_char.entry(key[0]).or_default().push(Key {
+                folded: key.clone(),
+                agent_id: agent_id.to_owned(),
+            });
+        }
+        self.keys_of.insert(agent_id.to_owned(), keys);
+    }
+
+    fn remove(&mut self, agent_id: &str) {
+        for key in self.keys_of.remove(agent_id).unwrap_or_default() {
+            if let Some(bucket) = self.by_first_char.get_mut(&key[0]) {
+                bucket.retain(|k| k.agent_id != agent_id);
+            }
+        }
+    }
+
+    pub fn resolve(&self, text: &str) -> Resolved {
+        let mut resolved = Resolved::default();
+        let chars: Vec<char> = text.chars().collect();
+        let mut index = 0;
+        while index < chars.len() {
+            if chars[index] != '@' || !starts_mention(index.checked_sub(1).map(|i| chars[i])) {
+                index += 1;
+                continue;
+            }
+            let rest = &chars[index + 1..];
+            match self.longest_match(rest) {
+                Some((agent_id, length)) => {
+                    if !resolved.agents.contains(&agent_id) {
+                        resolved.agents.push(agent_id);
+                    }
+                    index += 1 + length;
+                }
+                None => {
+                    let word = unknown_word(rest);
+                    index += 1 + word.chars().count();
+                    if !word.is_empty() && !resolved.unknown.contains(&word) {
+                        resolved.unknown.push(word);
+                    }
+                }
+            }
+        }
+        resolved
+    }
+
+    /// The agent whose key is the longest prefix of `rest` ending at a word
+    /// boundary, and how many characters of `rest` it covers.
+    fn longest_match(&self, rest: &[char]) -> Option<(String, usize)> {
+        let first = rest.first()?.to_lowercase().next()?;
+        let bucket = self.by_first_char.get(&first)?;
+        let mut best: Option<(String, usize)> = None;
+        for key in bucket {
+            if let Some(length) = matched_length(rest, &key.folded) {
+                if best
+                    .as_ref()
+                    .is_none_or(|(_, best_length)| length > *best_length)
+                {
+                    best = Some((key.agent_id.clone(), length));
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Whether an `@` after `previous` can start a mention.
+fn starts_mention(previous: Option<char>) -> bool {
+    match previous {
+        None => true,
+        Some(c) => {
+            !(c.is_alphanumeric()
+                || matches!(c, '.' | '_' | '-' | '/' | ':' | '@' | '+' | '=' | '%'))
+        }
+    }
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '-'
+}
+
+/// Scripts written without spaces between words: a name in them may be
+/// followed directly by more text (`@老邢你好`).
+fn is_unspaced_script(c: char) -> bool {
+    matches!(c as u32,
+        0x0E00..=0x0EFF      // Thai, Lao
+        | 0x2E80..=0x9FFF    // CJK radicals, kana, CJK ideographs
+        | 0xAC00..=0xD7AF    // Hangul syllables
+        | 0xF900..=0xFAFF    // CJK compatibility ideographs
+        | 0x20000..=0x3FFFF) // CJK extensions
+}
+
+/// How many characters of `text` match the folded `key`, if it matches up to
+/// a word boundary.
+fn matched_length(text: &[char], key: &[char]) -> Option<usize> {
+    let mut key_index = 0;
+    let mut text_index = 0;
+    while key_index < key.len() {
+        let c = *text.get(text_index)?;
+        for folded in c.to_lowercase() {
+            if key.get(key_index) != Some(&folded) {
+                return None;
+            }
+            key_index += 1;
+        }
+        text_index += 1;
+    }
+    let at_boundary = match text.get(text_index) {
+        None => true,
+        Some(&next) => {
+            !is_word_char(next)
+                || is_unspaced_script(next)
+                || key.last().copied().is_some_and(is_unspaced_script)
+        }
+    };
+    at_boundary.then_some(text_index)
+}
+
+/// The word after an `@` that matched nobody, without trailing punctuation.
+fn unknown_word(rest: &[char]) -> String {
+    let word: String = rest
+        .iter()
+        .take_while(|c| is_word_char(**c) || **c == '.')
+        .collect();
+    word.trim_end_matches(['.', '-']).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory() -> Directory {
+        let mut directory = Directory::default();
+        directory.upsert("clawdbot-macbook", "MacBook Bot");
+        directory.upsert("xing", "老邢");
+        directory.upsert("rev", "Code Reviewer");
+        directory.upsert("bob", "Bob");
+        directory
+    }
+
+    fn agents(text: &str) -> Vec<String> {
+        directory().resolve(text).agents
+    }
+
+    #[test]
+    fn ids_and_names_case_insensitive() {
+        assert_eq!(agents("hi @clawdbot-macbook"), ["clawdbot-macbook"]);
+        assert_eq!(agents("hi @macbook bot, deploy"), ["clawdbot-macbook"]);
+        assert_eq!(agents("@BOB and @bob"), ["bob"]);
+        assert_eq!(agents("ask @Code Reviewer please"), ["rev"]);
+    }
+
+    #[test]
+    fn unicode_names() {
+        assert_eq!(agents("@老邢 你好"), ["xing"]);
+        assert_eq!(agents("@老邢你好"), ["xing"]);
+    }
+
+    #[test]
+    fn not_in_emails_or_urls() {
+        assert!(agents("mail bob@example.com").is_empty());
+        assert!(agents("see https://example.com/@bob").is_empty());
+        assert!(directory().resolve("x@bob").unknown.is_empty());
+    }
+
+    #[test]
+    fn word_boundaries() {
+        assert!(agents("@bobby").is_empty());
+        assert_eq!(agents("(@bob)"), ["bob"]);
+        assert_eq!(agents("@bob."), ["bob"]);
+    }
+
+    #[test]
+    fn unknown_names_are_reported() {
+        let resolved = directory().resolve("@nobody and @bob and @Nobody.");
+        assert_eq!(resolved.agents, ["bob"]);
+        assert_eq!(resolved.unknown, ["nobody", "Nobody"]);
+    }
+
+    #[test]
+    fn rename_drops_the_old_name() {
+        let mut directory = directory();
+        directory.upsert("rev", "Second Opinion");
+        assert!(directory.resolve("@Code Reviewer").agents.is_empty());
+        assert_eq!(directory.resolve("@second opinion").agents, ["rev"]);
+    }
+}

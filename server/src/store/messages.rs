@@ -1,0 +1,217 @@
+//! The `events` table: group messages, DMs, mentions and task assignments,
+//! each with its sequence number.
+
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::event::{Event, EventKind};
+use super::StoreError;
+
+/// What a caller asks to store; the store gives it a seq and an id.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub from_id: String,
+    pub from_name: String,
+    pub group_id: Option<String>,
+    pub recipient: Option<String>,
+    pub content: String,
+    pub client_id: Option<String>,
+    pub ref_id: Option<String>,
+    pub created_at: String,
+}
+
+/// One page of history, at most 500 events.
+pub const MAX_PAGE: usize = 500;
+
+/// The highest sequence number stored so far (0 when none).
+pub fn head_seq(connection: &Connection) -> Result<i64, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?
+        .query_row([], |row| row.get(0))?)
+}
+
+pub fn insert(connection: &Connection, new: NewEvent) -> Result<Arc<Event>, StoreError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    connection
+        .prepare_cached(
+            "INSERT INTO events (id, kind, from_id, from_name, group_id, recipient, content,
+                                 client_id, ref_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            id,
+            new.kind.as_str(),
+            new.from_id,
+            new.from_name,
+            new.group_id,
+            new.recipient,
+            new.content,
+            new.client_id,
+            new.ref_id,
+            new.created_at
+        ])?;
+    let seq = connection.last_insert_rowid();
+    Ok(Arc::new(Event::new(
+        seq,
+        id,
+        new.kind,
+        new.from_id,
+        new.from_name,
+        new.group_id,
+        new.recipient,
+        new.content,
+        new.client_id,
+        new.ref_id,
+        new.created_at,
+    )))
+}
+
+/// The event a sender already stored under this client id, if any.
+pub fn find_by_client_id(
+    connection: &Connection,
+    from_id: &str,
+    client_id: &str,
+) -> Result<Option<Event>, StoreError> {
+    Ok(connection
+        .prepare_cached(&format!(
+            "SELECT {} FROM events WHERE from_id = ?1 AND client_id = ?2",
+            Event::COLUMNS
+        ))?
+        .query_row(params![from_id, client_id], Event::from_row)
+        .optional()?)
+}
+
+fn collect(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Arc<Event>>, StoreError> {
+    let rows = statement.query_map(params, |row| Event::from_row(row).map(Arc::new))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// What `agent_id` should receive after `after_seq`, oldest first: events
+/// addressed to it, and messages of its groups stored after it joined them.
+pub fn backlog(
+    connection: &Connection,
+    agent_id: &str,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<Arc<Event>>, StoreError> {
+    let columns = Event::COLUMNS;
+    let group_columns = prefixed_columns("e");
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {columns} FROM events
+            WHERE recipient = ?1 AND seq > ?2
+         UNION ALL
+         SELECT {group_columns} FROM memberships m
+            JOIN events e ON e.group_id = m.group_id AND e.kind = 'message'
+                         AND e.seq > max(?2, m.joined_seq)
+            WHERE m.agent_id = ?1
+         ORDER BY seq LIMIT ?3"
+    ))?;
+    collect(&mut statement, params![agent_id, after_seq, limit as i64])
+}
+
+fn prefixed_columns(alias: &str) -> String {
+    Event::COLUMNS
+        .split(", ")
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A page of a group's messages, oldest first. With `after`, the first
+/// `limit` after it; otherwise the last `limit` before `before` (or the end).
+pub fn group_history(
+    connection: &Connection,
+    group_id: &str,
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Arc<Event>>, StoreError> {
+    let columns = Event::COLUMNS;
+    let filter = "group_id = ?1 AND kind = 'message'";
+    page(
+        connection,
+        &format!("SELECT {columns} FROM events WHERE {filter}"),
+        group_id,
+        None,
+        before,
+        after,
+        limit,
+    )
+}
+
+/// A page of the DMs `agent_id` sent or received, optionally only those
+/// exchanged with `with`; ordered as [`group_history`].
+pub fn dm_history(
+    connection: &Connection,
+    agent_id: &str,
+    with: Option<&str>,
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Arc<Event>>, StoreError> {
+    let columns = Event::COLUMNS;
+    let base = match with {
+        Some(_) => format!(
+            "SELECT {columns} FROM events WHERE kind = 'direct_message'
+               AND ((from_id = ?1 AND recipient = ?2) OR (from_id = ?2 AND recipient = ?1))"
+        ),
+        None => format!(
+            "SELECT {columns} FROM events WHERE kind = 'direct_message'
+               AND (from_id = ?1 OR recipient = ?1)"
+        ),
+    };
+    page(connection, &base, agent_id, with, before, after, limit)
+}
+
+/// DMs and mentions addressed to `agent_id` after `after_seq`: the inbox.
+pub fn inbox(
+    connection: &Connection,
+    agent_id: &str,
+    after_seq: i64,
+    limit: usize,
+) -> Result<Vec<Arc<Event>>, StoreError> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {} FROM events WHERE recipient = ?1 AND seq > ?2
+            AND kind IN ('direct_message', 'mention') ORDER BY seq LIMIT ?3",
+        Event::COLUMNS
+    ))?;
+    collect(&mut statement, params![agent_id, after_seq, limit as i64])
+}
+
+/// Runs `base` (which binds ?1 and ?2) with a seq window and returns the
+/// page oldest first.
+fn page(
+    connection: &Connection,
+    base: &str,
+    first: &str,
+    second: Option<&str>,
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Arc<Event>>, StoreError> {
+    let before = before.unwrap_or(i64::MAX);
+    let limit = limit.min(MAX_PAGE) as i64;
+    match after {
+        Some(after) => {
+            let mut statement = connection.prepare_cached(&format!(
+                "{base} AND seq > ?3 AND seq < ?4 ORDER BY seq ASC LIMIT ?5"
+            ))?;
+            collect(&mut statement, params![first, second, after, before, limit])
+        }
+        None => {
+            let mut statement = connection
+                .prepare_cached(&format!("{base} AND seq < ?4 ORDER BY seq DESC LIMIT ?5"))?;
+            let mut events = collect(
+                &mut statement,
+                params![first, second, Option::<i64>::None, before, limit],
+            )?;
+            events.reverse();
+            Ok(events)
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Durable storage in one SQLite file (WAL, `synchronous=FULL` by default).
+//!
+//! Writes go through the single [`writer::Writer`] thread, which commits in
+//! groups; reads run on a small pool of read-only connections off that
+//! thread, so a slow history query never delays a commit.
+
+pub mod agents;
+pub mod event;
+pub mod groups;
+pub mod messages;
+mod readers;
+mod schema;
+pub mod tasks;
+pub mod tokens;
+pub mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use clawbot_connector::protocol::ErrorCode;
+use rusqlite::{Connection, OpenFlags};
+
+pub use readers::Readers;
+pub use writer::Writer;
+
+use crate::config::Synchronous;
+
+/// Read connections; more would only contend for two cores.
+const READERS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The change was refused for a reason the client should hear; nothing
+    /// was written.
+    #[error("{1}")]
+    Rejected(ErrorCode, String),
+    #[error("the commit failed; nothing was written")]
+    CommitFailed,
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    pub fn rejected(code: ErrorCode, message: impl Into<String>) -> Self {
+        StoreError::Rejected(code, message.into())
+    }
+}
+
+/// The handle the rest of the hub uses; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub writer: Writer,
+    pub readers: Arc<Readers>,
+}
+
+pub struct Opened {
+    pub store: Store,
+    /// Join it after [`Writer::stop`] to know every commit is done.
+    pub writer_thread: std::thread::JoinHandle<()>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/hub.sqlite3` and migrates it.
+    pub fn open(data_dir: &Path, synchronous: Synchronous) -> anyhow::Result<Opened> {
+        let path = data_dir.join("hub.sqlite3");
+        let mut connection = Connection::open(&path)?;
+        let sync = match synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", sync)?;
+        connection.pragma_update(None, "busy_timeout", 5000)?;
+        schema::migrations().to_latest(&mut connection)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                reader.pragma_update(None, "busy_timeout", 5000)?;
+                Ok(reader)
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let (writer, writer_thread) = Writer::start(connection);
+        Ok(Opened {
+            store: Store {
+                writer,
+                readers: Arc::new(Readers::new(readers)),
+            },
+            writer_thread,
+        })
+    }
+
+    pub async fn read<T, F>(&self, query: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.readers.read(query).await
+    }
+}
+
+/// Now, as the original hub wrote times: ISO 8601 UTC with milliseconds.
+pub fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

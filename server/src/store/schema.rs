@@ -1,0 +1,102 @@
+//! Versioned schema migrations. Never edit a released migration; append one.
+
+use rusqlite_migration::{Migrations, M};
+
+pub fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        r#"
+        CREATE TABLE agents (
+            id              TEXT PRIMARY KEY,
+            name            TEXT NOT NULL,
+            role            TEXT NOT NULL DEFAULT '',
+            device          TEXT NOT NULL DEFAULT '',
+            capabilities    TEXT NOT NULL DEFAULT '[]', -- JSON array of tags
+            extra           TEXT NOT NULL DEFAULT '{}', -- other register fields
+            cursor_seq      INTEGER NOT NULL DEFAULT 0, -- delivered/acked up to
+            inbox_read_seq  INTEGER NOT NULL DEFAULT 0, -- inbox read up to
+            joined_at       TEXT NOT NULL,
+            last_seen       TEXT NOT NULL
+        ) STRICT;
+
+        CREATE TABLE groups (
+            id          TEXT PRIMARY KEY,
+            name        TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            owner_id    TEXT,
+            created_at  TEXT NOT NULL
+        ) STRICT;
+        INSERT INTO groups (id, name, description, owner_id, created_at)
+        VALUES ('clawdbots', 'clawdbots', 'The default group', NULL,
+                strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+
+        -- Persistent membership; a member receives group messages after
+        -- joined_seq only.
+        CREATE TABLE memberships (
+            agent_id    TEXT NOT NULL,
+            group_id    TEXT NOT NULL,
+            joined_seq  INTEGER NOT NULL,
+            joined_at   TEXT NOT NULL,
+            PRIMARY KEY (agent_id, group_id)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX memberships_by_group ON memberships (group_id);
+
+        -- The one event log. A group message is one row whatever the group's
+        -- size; DMs, mentions and task assignments are addressed rows.
+        CREATE TABLE events (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            id          TEXT NOT NULL UNIQUE,
+            kind        TEXT NOT NULL,
+            from_id     TEXT NOT NULL,
+            from_name   TEXT NOT NULL,
+            group_id    TEXT,
+            recipient   TEXT,
+            content     TEXT NOT NULL,
+            client_id   TEXT,
+            ref_id      TEXT,
+            created_at  TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX events_by_group ON events (group_id, seq)
+            WHERE group_id IS NOT NULL AND kind = 'message';
+        CREATE INDEX events_by_recipient ON events (recipient, seq)
+            WHERE recipient IS NOT NULL;
+        CREATE INDEX events_dm_by_sender ON events (from_id, seq)
+            WHERE kind = 'direct_message';
+        CREATE UNIQUE INDEX events_client_id ON events (from_id, client_id)
+            WHERE client_id IS NOT NULL;
+
+        -- Only hashes are stored; a token is shown once, when it is made.
+        CREATE TABLE tokens (
+            id          TEXT PRIMARY KEY,
+            hash        TEXT NOT NULL UNIQUE,
+            kind        TEXT NOT NULL,      -- admin | join | agent
+            agent_id    TEXT,               -- for kind = agent
+            label       TEXT NOT NULL DEFAULT '',
+            created_at  TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX tokens_by_agent ON tokens (agent_id) WHERE agent_id IS NOT NULL;
+
+        CREATE TABLE tasks (
+            id          TEXT PRIMARY KEY,
+            title       TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            assigner_id TEXT,
+            assignee_id TEXT,
+            group_id    TEXT,
+            status      TEXT NOT NULL,
+            priority    TEXT NOT NULL DEFAULT 'normal',
+            body        TEXT NOT NULL DEFAULT '{}', -- the creation body as sent
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX tasks_by_assignee ON tasks (assignee_id);
+        "#,
+    )])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid() {
+        super::migrations().validate().unwrap();
+    }
+}

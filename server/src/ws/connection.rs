@@ -1,0 +1,196 @@
+//! One WebSocket connection: a read loop that handles frames in order, and a
+//! write task that owns the socket's sending half and drains the outbox.
+//!
+//! Frames a client sends are handled one after another, so a client's
+//! messages are stored in the order it sent them. Frames queued for the
+//! client are written in batches and flushed once per batch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use clawbot_connector::protocol::{ErrorCode, CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT, CLOSE_TOO_BIG};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+
+use super::handlers::Connection;
+use crate::auth::Principal;
+use crate::error::HubError;
+use crate::hub::outbox::{Outbox, Outgoing};
+use crate::hub::Hub;
+
+/// How long the writer may take to send a final close frame to a client
+/// before the socket is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+pub async fn run(hub: Hub, socket: WebSocket, principal: Principal) {
+    let _tracked = hub.connections().token();
+    let (sink, stream) = socket.split();
+    let outbox = Outbox::new(hub.config().max_queue);
+    let mut writer = tokio::spawn(write_loop(hub.clone(), sink, Arc::clone(&outbox)));
+    let mut connection = Connection::new(hub.clone(), principal, Arc::clone(&outbox));
+    read_loop(&hub, &mut connection, stream).await;
+    if !outbox.is_closed() {
+        outbox.mark_gone();
+    }
+    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    connection.finish().await;
+}
+
+async fn read_loop(hub: &Hub, connection: &mut Connection, mut stream: SplitStream<WebSocket>) {
+    let idle_timeout = hub.config().idle_timeout;
+    let closing = connection.outbox().closing.clone();
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle_timeout, stream.next()) => next,
+            () = closing.cancelled() => return,
+        };
+        let message = match next {
+            Err(_) => {
+                tracing::debug!("closing an idle connection");
+                connection
+                    .outbox()
+                    .close(CLOSE_IDLE_TIMEOUT, "idle timeout");
+                return;
+            }
+            Ok(None) => return,
+            Ok(Some(Err(error))) => {
+                if is_too_big(&error) {
+                    connection.outbox().close(CLOSE_TOO_BIG, "frame too large");
+                } else {
+                    tracing::debug!(%error, "WebSocket read failed");
+                }
+                return;
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        match message {
+            Message::Text(text) => connection.handle_text(&text).await,
+            Message::Binary(_) => connection.reply_error(&HubError::new(
+                ErrorCode::InvalidFrame,
+                "binary frames are not supported; send JSON text",
+            )),
+            Message::Close(_) => return,
+            // Pings are answered by the library; pongs only prove liveness,
+            // which the timeout above already counted.
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+}
+
+fn is_too_big(error: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(inner) = source {
+        if let Some(tungstenite) = inner.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+            return matches!(
+                tungstenite,
+                tokio_tungstenite::tungstenite::Error::Capacity(_)
+            );
+        }
+        source = inner.source();
+    }
+    error.to_string().contains("Space limit exceeded") || error.to_string().contains("too long")
+}
+
+async fn write_loop(hub: Hub, mut sink: SplitSink<WebSocket, Message>, outbox: Arc<Outbox>) {
+    let mut ping = tokio::time::interval(hub.config().ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let shutdown = hub.shutdown_token().clone();
+    loop {
+        tokio::select! {
+            () = outbox.wake.notified() => {}
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            () = shutdown.cancelled() => {
+                let _ = send_close(&mut sink, CLOSE_GOING_AWAY, "hub shutting down").await;
+                break;
+            }
+        }
+        match write_batch(&mut sink, &outbox).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => break,
+        }
+    }
+    outbox.mark_gone();
+}
+
+/// Writes everything queued and flushes once. Returns false when the
+/// connection is finished (a close was sent).
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    outbox: &Outbox,
+) -> Result<bool, axum::Error> {
+    let items = outbox.take_all();
+    if items.is_empty() {
+        return Ok(true);
+    }
+    let mut last_seq = outbox.sent_seq();
+    for item in items {
+        match item {
+            Outgoing::Event(event) => {
+                // Catch-up and live delivery can both hold an event that
+                // committed while catch-up was reading; send it once.
+                if event.seq <= last_seq {
+                    continue;
+                }
+                sink.feed(Message::Text(event.frame_text())).await?;
+                last_seq = event.seq;
+            }
+            Outgoing::OfflineBatch(events) => {
+                let fresh: Vec<_> = events.into_iter().filter(|e| e.seq > last_seq).collect();
+                let Some(last) = fresh.last() else { continue };
+                last_seq = last.seq;
+                sink.feed(Message::Text(offline_messages_frame(&fresh)))
+                    .await?;
+            }
+            Outgoing::Frame(text) => sink.feed(Message::Text(text)).await?,
+            Outgoing::Close(code, reason) => {
+                sink.flush().await?;
+                outbox.set_sent_seq(last_seq);
+                send_close(sink, code, reason).await?;
+                return Ok(false);
+            }
+        }
+    }
+    sink.flush().await?;
+    outbox.set_sent_seq(last_seq);
+    outbox.drained.notify_waiters();
+    Ok(true)
+}
+
+/// `{"type":"offline_messages","messages":[...]}` built from the events'
+/// already-rendered frames.
+fn offline_messages_frame(events: &[Arc<crate::store::event::Event>]) -> Utf8Bytes {
+    let mut text = String::from(r#"{"type":"offline_messages","messages":["#);
+    for (index, event) in events.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        text.push_str(event.frame_text().as_str());
+    }
+    text.push_str("]}");
+    text.into()
+}
+
+async fn send_close(
+    sink: &mut SplitSink<WebSocket, Message>,
+    code: u16,
+    reason: &'static str,
+) -> Result<(), axum::Error> {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    sink.send(Message::Close(Some(frame))).await
+}

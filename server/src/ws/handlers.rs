@@ -1,0 +1,261 @@
+//! What the hub does with each frame a client sends.
+
+use std::sync::Arc;
+
+use clawbot_connector::protocol::{AgentInfo, ClientFrame, ErrorCode, ServerFrame, PROTOCOL_V2};
+
+use super::parse::parse;
+use crate::auth::{self, Principal};
+use crate::error::HubError;
+use crate::hub::messaging::{Posted, Sender};
+use crate::hub::outbox::Outbox;
+use crate::hub::session::{catch_up, Session};
+use crate::hub::{render, Hub};
+use crate::ids;
+use crate::store::tokens::{self, TokenKind};
+use crate::store::{agents, messages, now_iso, StoreError};
+
+/// The state of one connection as frames arrive.
+pub struct Connection {
+    hub: Hub,
+    principal: Principal,
+    outbox: Arc<Outbox>,
+    conn_id: u64,
+    /// Set by a successful `register`.
+    session: Option<Arc<Session>>,
+}
+
+impl Connection {
+    pub fn new(hub: Hub, principal: Principal, outbox: Arc<Outbox>) -> Self {
+        let conn_id = hub.next_conn_id();
+        Connection {
+            hub,
+            principal,
+            outbox,
+            conn_id,
+            session: None,
+        }
+    }
+
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// Called once the socket is gone.
+    pub async fn finish(self) {
+        if let Some(session) = &self.session {
+            self.hub.detach(session).await;
+        }
+    }
+
+    fn reply(&self, frame: &ServerFrame) {
+        self.outbox.push_frame(render(frame));
+    }
+
+    pub fn reply_error(&self, error: &HubError) {
+        self.reply(&error.to_frame());
+    }
+
+    pub async fn handle_text(&mut self, text: &str) {
+        let result = match parse(text) {
+            Err(error) => Err(error),
+            Ok(ClientFrame::Register {
+                agent,
+                protocol,
+                last_seq,
+            }) => self.register(agent, protocol, last_seq).await,
+            Ok(frame) => match self.session.clone() {
+                None => Err(HubError::new(
+                    ErrorCode::NotRegistered,
+                    "send 'register' before anything else",
+                )),
+                Some(session) => self.handle_registered(&session, frame).await,
+            },
+        };
+        if let Err(error) = result {
+            self.reply_error(&error);
+        }
+    }
+
+    async fn register(
+        &mut self,
+        agent: AgentInfo,
+        protocol: Option<u32>,
+        last_seq: Option<i64>,
+    ) -> Result<(), HubError> {
+        if let Some(session) = &self.session {
+            return Err(HubError::new(
+                ErrorCode::InvalidFrame,
+                format!(
+                    "this connection is already registered as '{}'; open a new connection to register again",
+                    session.agent_id
+                ),
+            ));
+        }
+        ids::check_id("agent.id", &agent.id)?;
+        let name = agent
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .unwrap_or(&agent.id)
+            .to_owned();
+        ids::check_label("agent.name", &name)?;
+        ids::check_label("agent.role", agent.role.as_deref().unwrap_or(""))?;
+        ids::check_label("agent.device", agent.device.as_deref().unwrap_or(""))?;
+        ids::check_capabilities(&agent.capabilities)?;
+        if let Principal::Agent(owner) = &self.principal {
+            if owner != &agent.id {
+                return Err(HubError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "this token is the credential of agent '{owner}', not '{}'",
+                        agent.id
+                    ),
+                ));
+            }
+        }
+        let principal = self.principal.clone();
+        let profile = agent.clone();
+        let registered_name = name.clone();
+        let (record, credential, head) = self
+            .hub
+            .store()
+            .writer
+            .write(move |connection| {
+                let claims = matches!(principal, Principal::Admin | Principal::Join);
+                let owns = matches!(principal, Principal::Agent(_));
+                if !owns && tokens::is_claimed(connection, &profile.id)? {
+                    return Err(StoreError::rejected(
+                        ErrorCode::AgentClaimed,
+                        format!(
+                            "agent id '{}' is claimed; connect with that agent's own token",
+                            profile.id
+                        ),
+                    ));
+                }
+                let record = agents::upsert(connection, &profile, &registered_name, &now_iso())?;
+                let credential = if claims {
+                    let (token, _) = auth::mint(
+                        connection,
+                        TokenKind::Agent,
+                        Some(&profile.id),
+                        "issued at first register",
+                    )?;
+                    Some(token)
+                } else {
+                    None
+                };
+                Ok((record, credential, messages::head_seq(connection)?))
+            })
+            .await?;
+        self.hub.remember_agent(&record);
+
+        let protocol = if protocol.unwrap_or(1) >= PROTOCOL_V2 {
+            PROTOCOL_V2
+        } else {
+            1
+        };
+        let session = Arc::new(Session {
+            conn_id: self.conn_id,
+            agent_id: record.id.clone(),
+            name: record.name.clone(),
+            protocol,
+            outbox: Arc::clone(&self.outbox),
+        });
+        let previous = self.hub.attach(Arc::clone(&session));
+        // Resume where the agent left off: a v2 client says where; for a
+        // legacy client it is what was delivered, including by a connection
+        // this one replaces whose cursor is not saved yet.
+        let resume_from = match (protocol, last_seq) {
+            (PROTOCOL_V2, Some(seq)) => seq.clamp(0, head),
+            _ => previous
+                .map(|previous| previous.cursor())
+                .unwrap_or(0)
+                .max(record.cursor_seq),
+        };
+        self.outbox.start_at(resume_from);
+        self.reply(&ServerFrame::Registered {
+            agent_id: record.id.clone(),
+            server_time: now_iso(),
+            protocol,
+            resume_from,
+            credential,
+        });
+        if protocol < PROTOCOL_V2 {
+            self.outbox.push_frame(self.hub.agent_list_frame());
+        }
+        tracing::info!(agent = %record.id, protocol, resume_from, "registered");
+        tokio::spawn(catch_up(self.hub.clone(), Arc::clone(&session)));
+        self.session = Some(session);
+        Ok(())
+    }
+
+    async fn handle_registered(
+        &self,
+        session: &Session,
+        frame: ClientFrame,
+    ) -> Result<(), HubError> {
+        let sender = Sender {
+            id: session.agent_id.clone(),
+            name: session.name.clone(),
+        };
+        match frame {
+            ClientFrame::Register { .. } => unreachable!("handled before registration"),
+            ClientFrame::JoinGroup { group_id } => {
+                self.hub
+                    .join_group(&session.agent_id, &session.name, &group_id)
+                    .await?;
+                if session.is_v2() {
+                    self.reply(&ServerFrame::Joined { group_id });
+                }
+            }
+            ClientFrame::LeaveGroup { group_id } => {
+                self.hub.leave_group(&session.agent_id, &group_id).await?;
+                if session.is_v2() {
+                    self.reply(&ServerFrame::Left { group_id });
+                }
+            }
+            ClientFrame::Message {
+                group_id,
+                content,
+                client_id,
+                ..
+            } => {
+                let posted = self
+                    .hub
+                    .post_group_message(&sender, &group_id, content, client_id)
+                    .await?;
+                self.confirm(posted);
+            }
+            ClientFrame::DirectMessage {
+                to,
+                content,
+                client_id,
+                ..
+            } => {
+                let posted = self
+                    .hub
+                    .send_direct_message(&sender, &to, content, client_id)
+                    .await?;
+                self.confirm(posted);
+            }
+            ClientFrame::Heartbeat {} => self.reply(&ServerFrame::HeartbeatAck {
+                timestamp: now_iso(),
+            }),
+            ClientFrame::Ack { seq } => session.outbox.ack(seq),
+        }
+        Ok(())
+    }
+
+    /// The sender's confirmation, sent only after the commit.
+    fn confirm(&self, posted: Posted) {
+        self.reply(&ServerFrame::Sent {
+            id: posted.event.id.clone(),
+            seq: posted.event.seq,
+            client_id: posted.event.client_id.clone(),
+            duplicate: posted.duplicate,
+            unknown_mentions: posted.unknown_mentions,
+        });
+    }
+}
