@@ -58,6 +58,8 @@ struct State {
     sent_seq: i64,
     /// v2: the highest sequence number the client acknowledged.
     acked_seq: i64,
+    /// Why the hub closed the connection, for the log.
+    close_reason: Option<&'static str>,
 }
 
 impl Outbox {
@@ -70,6 +72,7 @@ impl Outbox {
                 closed: false,
                 sent_seq: 0,
                 acked_seq: 0,
+                close_reason: None,
             }),
             wake: Notify::new(),
             drained: Notify::new(),
@@ -173,8 +176,14 @@ impl Outbox {
 
     fn close_locked(state: &mut State, code: u16, reason: &'static str) {
         state.closed = true;
+        state.close_reason = Some(reason);
         state.queue.clear();
         state.queue.push_back(Outgoing::Close(code, reason));
+    }
+
+    /// Why the hub closed this connection, if it did.
+    pub fn close_reason(&self) -> Option<&'static str> {
+        self.state().close_reason
     }
 
     pub fn is_closed(&self) -> bool {

@@ -39,6 +39,12 @@ pub async fn run(hub: Hub, socket: WebSocket, principal: Principal) {
     {
         writer.abort();
     }
+    let reason = outbox.close_reason().unwrap_or("closed by the client");
+    tracing::info!(
+        agent = connection.agent_id().unwrap_or("-"),
+        reason,
+        "disconnected"
+    );
     connection.finish().await;
 }
 

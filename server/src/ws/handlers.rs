@@ -37,6 +37,12 @@ impl Connection {
         }
     }
 
+    pub fn agent_id(&self) -> Option<&str> {
+        self.session
+            .as_ref()
+            .map(|session| session.agent_id.as_str())
+    }
+
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
     }
