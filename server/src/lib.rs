@@ -28,6 +28,7 @@ pub mod store;
 pub mod ws;
 
 use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::routing::get;
@@ -62,10 +63,12 @@ impl Listeners {
 
 /// Runs the hub until `shutdown` completes, then stops accepting, closes
 /// every connection with 1001, commits what is pending, and returns.
+/// `on_ready` gets the HTTP and WebSocket addresses once the hub serves.
 pub async fn run(
     config: Config,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(SocketAddr, SocketAddr),
 ) -> anyhow::Result<()> {
     create_private_dir(&config.data_dir)?;
     let opened = store::Store::open(&config.data_dir, config.synchronous)?;
@@ -86,12 +89,9 @@ pub async fn run(
     }
     let cancel = CancellationToken::new();
     let hub = Hub::start(config.clone(), store.clone(), cancel.clone()).await?;
-    tracing::info!(
-        http = %listeners.http.local_addr()?,
-        ws = %listeners.ws.local_addr()?,
-        data_dir = %config.data_dir.display(),
-        "hub started"
-    );
+    let (http_addr, ws_addr) = (listeners.http.local_addr()?, listeners.ws.local_addr()?);
+    tracing::info!(http = %http_addr, ws = %ws_addr, data_dir = %config.data_dir.display(), "hub started");
+    on_ready(http_addr, ws_addr);
 
     let ws_app = Router::new()
         .route("/", get(ws::upgrade))

@@ -28,13 +28,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One machine-readable line on stdout, for scripts and tests that start
-    // the hub on port 0.
-    if let (Ok(http), Ok(ws)) = (listeners.http.local_addr(), listeners.ws.local_addr()) {
+    // One machine-readable line on stdout once the hub serves, for scripts
+    // and tests that start it on port 0.
+    let announce = |http, ws| {
         println!("clawbot-hub listening http={http} ws={ws}");
         let _ = std::io::stdout().flush();
-    }
-    match run(config, listeners, shutdown_signal()).await {
+    };
+    match run(config, listeners, shutdown_signal(), announce).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("clawbot-hub: {error:#}");
