@@ -17,26 +17,20 @@ impl Hub {
     /// assignerId, assigneeId, groupId, priority`, extra fields kept) and a
     /// `task_assigned` event for the assignee.
     pub async fn create_task(&self, body: Map<String, Value>) -> Result<TaskRecord, HubError> {
-        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
-        let title = text("title")
+        let title = optional_string(&body, "title")?
             .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| {
-                HubError::new(
-                    ErrorCode::InvalidArgument,
-                    "title is required and must be a string",
-                )
-            })?;
+            .ok_or_else(|| HubError::new(ErrorCode::InvalidArgument, "title is required"))?;
         ids::check_content(&title, self.config().max_body_bytes)?;
-        let description = text("description").unwrap_or_default();
+        let description = optional_string(&body, "description")?.unwrap_or_default();
         if description.len() > self.config().max_body_bytes {
             return Err(HubError::new(
                 ErrorCode::TooLarge,
                 "description is over the size limit",
             ));
         }
-        let assigner_id = text("assignerId");
-        let assignee_id = text("assigneeId");
-        let group_id = text("groupId");
+        let assigner_id = optional_string(&body, "assignerId")?;
+        let assignee_id = optional_string(&body, "assigneeId")?;
+        let group_id = optional_string(&body, "groupId")?;
         for (what, id) in [
             ("assignerId", &assigner_id),
             ("assigneeId", &assignee_id),
@@ -115,5 +109,17 @@ impl Hub {
             .await?;
         let _ = event;
         Ok(task)
+    }
+}
+
+/// A field that must be a string when present.
+fn optional_string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, HubError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(HubError::new(
+            ErrorCode::InvalidArgument,
+            format!("{key} must be a string"),
+        )),
     }
 }

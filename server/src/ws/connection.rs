@@ -22,14 +22,18 @@ use crate::hub::Hub;
 /// How long the writer may take to send a final close frame to a client
 /// before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a connection closed for an oversized frame stays open so the
+/// client can read the close frame.
+const LINGER_AFTER_TOO_BIG: Duration = Duration::from_millis(500);
+const TOO_BIG_REASON: &str = "frame too large";
 
 pub async fn run(hub: Hub, socket: WebSocket, principal: Principal) {
     let _tracked = hub.connections().token();
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let outbox = Outbox::new(hub.config().max_queue);
     let mut writer = tokio::spawn(write_loop(hub.clone(), sink, Arc::clone(&outbox)));
     let mut connection = Connection::new(hub.clone(), principal, Arc::clone(&outbox));
-    read_loop(&hub, &mut connection, stream).await;
+    read_loop(&hub, &mut connection, &mut stream).await;
     if !outbox.is_closed() {
         outbox.mark_gone();
     }
@@ -40,6 +44,13 @@ pub async fn run(hub: Hub, socket: WebSocket, principal: Principal) {
         writer.abort();
     }
     let reason = outbox.close_reason().unwrap_or("closed by the client");
+    if reason == TOO_BIG_REASON {
+        // The rest of the oversized frame is still unread; dropping the
+        // socket now would reset it and could destroy the close frame
+        // before the client reads it.
+        tokio::time::sleep(LINGER_AFTER_TOO_BIG).await;
+    }
+    drop(stream);
     tracing::info!(
         agent = connection.agent_id().unwrap_or("-"),
         reason,
@@ -48,7 +59,7 @@ pub async fn run(hub: Hub, socket: WebSocket, principal: Principal) {
     connection.finish().await;
 }
 
-async fn read_loop(hub: &Hub, connection: &mut Connection, mut stream: SplitStream<WebSocket>) {
+async fn read_loop(hub: &Hub, connection: &mut Connection, stream: &mut SplitStream<WebSocket>) {
     let idle_timeout = hub.config().idle_timeout;
     let closing = connection.outbox().closing.clone();
     loop {
@@ -67,7 +78,7 @@ async fn read_loop(hub: &Hub, connection: &mut Connection, mut stream: SplitStre
             Ok(None) => return,
             Ok(Some(Err(error))) => {
                 if is_too_big(&error) {
-                    connection.outbox().close(CLOSE_TOO_BIG, "frame too large");
+                    connection.outbox().close(CLOSE_TOO_BIG, TOO_BIG_REASON);
                 } else {
                     tracing::debug!(%error, "WebSocket read failed");
                 }
