@@ -61,6 +61,20 @@ pub struct AgentInfo {
     pub extra: Map<String, Value>,
 }
 
+impl AgentInfo {
+    /// An agent with just an id; the hub uses the id as its name.
+    pub fn new(id: impl Into<String>) -> Self {
+        AgentInfo {
+            id: id.into(),
+            name: None,
+            role: None,
+            device: None,
+            capabilities: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+}
+
 /// Frames a client sends to the hub.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]

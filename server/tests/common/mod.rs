@@ -89,6 +89,32 @@ impl TestHub {
         self.ws = ws;
     }
 
+    /// Kills the hub (SIGKILL) and starts it again on the same ports, as a
+    /// crash and a supervisor restart would: clients reconnect to the URL
+    /// they know.
+    pub async fn crash_and_restart_on_same_ports(&mut self) {
+        self.kill().await;
+        self.crash_and_restart_on_same_ports_after_kill().await;
+    }
+
+    /// Starts a killed hub again on its old ports.
+    pub async fn crash_and_restart_on_same_ports_after_kill(&mut self) {
+        let port = |url: &str| url.rsplit(':').next().unwrap().to_owned();
+        let mut args = self.args.clone();
+        args.extend([
+            "--port".into(),
+            port(&self.http),
+            "--ws-port".into(),
+            port(&self.ws),
+        ]);
+        let (child, http, ws) = spawn(self.dir.path(), &args).await;
+        self.child = Some(child);
+        assert_eq!(
+            (http.as_str(), ws.as_str()),
+            (self.http.as_str(), self.ws.as_str())
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("hub.log")).unwrap_or_default()
     }
@@ -191,17 +217,14 @@ async fn spawn(dir: &Path, args: &[String]) -> (Child, String, String) {
         .append(true)
         .open(dir.join("hub.log"))
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clawbot-hub"))
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--ws-port",
-            "0",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clawbot-hub"));
+    command
+        .args(["--bind", "127.0.0.1", "--data-dir"])
+        .arg(dir.join("data"));
+    if !args.iter().any(|a| a == "--port") {
+        command.args(["--port", "0", "--ws-port", "0"]);
+    }
+    let mut child = command
         .args(args)
         .env("RUST_LOG", "info,clawbot_hub=debug")
         .env_remove("CLAWBOT_TOKEN")

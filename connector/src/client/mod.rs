@@ -1,0 +1,337 @@
+//! An async client for the hub.
+//!
+//! [`connect`] returns once the agent is registered: a cloneable [`Client`]
+//! handle for sending, and an [`Events`] stream the application drives.
+//! Behind them one task keeps the connection: it reconnects with
+//! exponential backoff and jitter, rejoins groups, resumes from the last
+//! sequence number it delivered, resends what the hub had not confirmed
+//! (client ids make that idempotent), acknowledges what the application has
+//! taken, and never hands the application the same event twice or out of
+//! order.
+//!
+//! Sending while disconnected queues the request; it is sent once the
+//! connection is back, and the call returns when the hub confirms it.
+
+mod config;
+mod connection;
+mod error;
+mod event;
+mod rest;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use config::{ClientConfig, DEFAULT_SERVER_URL};
+pub use error::ClientError;
+pub use event::Event;
+pub use rest::HistoryPage;
+
+use crate::protocol::{AgentSummary, ClientFrame, ServerFrame};
+
+/// Events buffered between the connection task and the application.
+const EVENT_BUFFER: usize = 4096;
+
+/// The hub's confirmation of a stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub id: String,
+    pub seq: i64,
+    pub client_id: Option<String>,
+    /// The hub had it already (a resend); nothing new was stored.
+    pub duplicate: bool,
+    /// `@names` that matched no agent.
+    pub unknown_mentions: Vec<String>,
+}
+
+type Reply = oneshot::Sender<Result<ServerFrame, ClientError>>;
+
+/// A request the connection task sends and retries until the hub answers.
+struct Request {
+    frame: ClientFrame,
+    reply: Option<Reply>,
+}
+
+enum Command {
+    Request(Request),
+    Close(oneshot::Sender<()>),
+}
+
+/// State shared by the handle, the event stream and the connection task.
+struct Shared {
+    agent_id: String,
+    /// The token in use: after a claim, the agent's own credential.
+    token: Mutex<Option<String>>,
+    /// Groups to rejoin after a reconnect.
+    groups: Mutex<BTreeSet<String>>,
+    /// The highest seq the application has taken and so processed.
+    processed: AtomicI64,
+    online: Mutex<Vec<AgentSummary>>,
+    connected: watch::Sender<bool>,
+    rest: rest::Rest,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A cloneable handle to one agent's connection.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+}
+
+/// The events for the application, in order and once each.
+pub struct Events {
+    receiver: mpsc::Receiver<Event>,
+    shared: Arc<Shared>,
+    /// The seq of the last event returned; taking the next one marks it
+    /// processed.
+    taken: Option<i64>,
+}
+
+/// Connects, registers, joins `config.groups`, and returns once registered.
+/// Fails fast if the URL is bad, the hub is unreachable, or it refuses the
+/// token or the agent id; after that, the client reconnects by itself.
+pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
+    config.ws_url()?;
+    let rest = rest::Rest::new(config.rest_url()?);
+    let (connected, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        agent_id: config.agent.id.clone(),
+        token: Mutex::new(config.token.clone()),
+        groups: Mutex::new(config.groups.iter().cloned().collect()),
+        processed: AtomicI64::new(config.last_seq.unwrap_or(0)),
+        online: Mutex::new(Vec::new()),
+        connected,
+        rest,
+    });
+    let (commands, command_receiver) = mpsc::unbounded_channel();
+    let (event_sender, receiver) = mpsc::channel(EVENT_BUFFER);
+    let (first, first_result) = oneshot::channel();
+    let timeout = config.connect_timeout;
+    let url = config.server_url.clone();
+    tokio::spawn(connection::run(
+        Arc::clone(&shared),
+        config,
+        command_receiver,
+        event_sender,
+        first,
+    ));
+    match tokio::time::timeout(timeout, first_result).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => return Err(error),
+        Ok(Err(_)) => return Err(ClientError::Closed),
+        Err(_) => {
+            let _ = commands.send(Command::Close(oneshot::channel().0));
+            return Err(ClientError::Unreachable {
+                url,
+                reason: format!("no registration within {timeout:?}"),
+            });
+        }
+    }
+    let client = Client {
+        commands,
+        shared: Arc::clone(&shared),
+    };
+    Ok((
+        client,
+        Events {
+            receiver,
+            shared,
+            taken: None,
+        },
+    ))
+}
+
+impl Client {
+    pub fn agent_id(&self) -> &str {
+        &self.shared.agent_id
+    }
+
+    /// The token in use: the agent's own credential once the hub issued one
+    /// (store it, and connect with it next time).
+    pub fn token(&self) -> Option<String> {
+        lock(&self.shared.token).clone()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.shared.connected.borrow()
+    }
+
+    /// Waits until the connection is up (returns at once if it is).
+    pub async fn wait_connected(&self) {
+        let mut receiver = self.shared.connected.subscribe();
+        let _ = receiver.wait_for(|up| *up).await;
+    }
+
+    /// The agents online, as the hub last said.
+    pub fn online_agents(&self) -> Vec<AgentSummary> {
+        lock(&self.shared.online).clone()
+    }
+
+    async fn request(&self, frame: ClientFrame) -> Result<ServerFrame, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request(Request {
+                frame,
+                reply: Some(reply),
+            }))
+            .map_err(|_| ClientError::Closed)?;
+        let frame = answer.await.map_err(|_| ClientError::Closed)??;
+        match frame {
+            ServerFrame::Error(body) => Err(ClientError::Rejected {
+                code: body.code,
+                message: body.message,
+            }),
+            frame => Ok(frame),
+        }
+    }
+
+    async fn send_stored(&self, frame: ClientFrame) -> Result<Sent, ClientError> {
+        match self.request(frame).await? {
+            ServerFrame::Sent {
+                id,
+                seq,
+                client_id,
+                duplicate,
+                unknown_mentions,
+            } => Ok(Sent {
+                id,
+                seq,
+                client_id,
+                duplicate,
+                unknown_mentions,
+            }),
+            other => Err(ClientError::Protocol(format!(
+                "expected 'sent', got {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends a group message; returns once the hub has stored it.
+    pub async fn send_message(&self, group_id: &str, content: &str) -> Result<Sent, ClientError> {
+        self.send_stored(ClientFrame::Message {
+            group_id: group_id.to_owned(),
+            content: content.to_owned(),
+            timestamp: None,
+            client_id: Some(new_client_id()),
+        })
+        .await
+    }
+
+    /// Sends a direct message; returns once the hub has stored it.
+    pub async fn send_direct_message(&self, to: &str, content: &str) -> Result<Sent, ClientError> {
+        self.send_stored(ClientFrame::DirectMessage {
+            to: to.to_owned(),
+            content: content.to_owned(),
+            timestamp: None,
+            client_id: Some(new_client_id()),
+        })
+        .await
+    }
+
+    /// Joins a group (the membership is stored by the hub and kept across
+    /// reconnects and restarts).
+    pub async fn join_group(&self, group_id: &str) -> Result<(), ClientError> {
+        self.request(ClientFrame::JoinGroup {
+            group_id: group_id.to_owned(),
+        })
+        .await?;
+        lock(&self.shared.groups).insert(group_id.to_owned());
+        Ok(())
+    }
+
+    pub async fn leave_group(&self, group_id: &str) -> Result<(), ClientError> {
+        lock(&self.shared.groups).remove(group_id);
+        self.request(ClientFrame::LeaveGroup {
+            group_id: group_id.to_owned(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A page of a group's history over REST, oldest first.
+    pub async fn history(
+        &self,
+        group_id: &str,
+        before: Option<i64>,
+        after: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<HistoryPage, ClientError> {
+        let token = self.token();
+        self.shared
+            .rest
+            .history(token.as_deref(), group_id, before, after, limit)
+            .await
+    }
+
+    /// Every known agent with its status, over REST.
+    pub async fn agents(&self) -> Result<Vec<AgentSummary>, ClientError> {
+        let token = self.token();
+        self.shared.rest.agents(token.as_deref()).await
+    }
+
+    /// Any REST call the typed methods do not cover; `body` is sent as JSON.
+    pub async fn rest_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let token = self.token();
+        self.shared
+            .rest
+            .call(token.as_deref(), method, path, body)
+            .await
+    }
+
+    /// Closes the connection; queued requests fail with `Closed`.
+    pub async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Close(done)).is_ok() {
+            let _ = finished.await;
+        }
+    }
+}
+
+impl Events {
+    /// The next event; `None` once the client is closed. Taking an event
+    /// marks the previous one processed (acknowledged to the hub).
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.mark_processed();
+        let event = self.receiver.recv().await?;
+        self.taken = event.seq();
+        Some(event)
+    }
+
+    /// Like [`Events::recv`] for code outside an async runtime.
+    pub fn blocking_recv(&mut self) -> Option<Event> {
+        self.mark_processed();
+        let event = self.receiver.blocking_recv()?;
+        self.taken = event.seq();
+        Some(event)
+    }
+
+    /// Marks everything taken so far as processed.
+    pub fn mark_processed(&mut self) {
+        if let Some(seq) = self.taken.take() {
+            self.shared.processed.fetch_max(seq, Ordering::Relaxed);
+        }
+    }
+
+    /// The highest sequence number processed so far; pass it as
+    /// `ClientConfig::last_seq` to resume in a later run.
+    pub fn processed_seq(&self) -> i64 {
+        self.shared.processed.load(Ordering::Relaxed)
+    }
+}
+
+fn new_client_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
