@@ -1,0 +1,408 @@
+//! `NativeClient`: every method has an awaitable form and, for plain
+//! scripts, a `_blocking` form. Blocking forms release the GIL while Rust
+//! waits and check for signals every so often, so Ctrl-C works.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clawbot_connector::protocol::AgentInfo;
+use clawbot_connector::{Client, ClientConfig, ClientError, Events, Sent};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tokio::sync::Mutex;
+
+use crate::convert::to_python;
+use crate::errors::to_py;
+use crate::message::Message;
+
+/// How often a blocking wait wakes to check for Ctrl-C.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+#[pyclass(module = "clawbot_connector._native", frozen)]
+pub struct NativeClient {
+    client: Client,
+    /// One reader at a time takes events; the lock is async because it is
+    /// held while waiting for the next event.
+    events: Arc<Mutex<Events>>,
+}
+
+/// The settings `connect` takes, gathered from Python keyword arguments.
+#[allow(clippy::too_many_arguments)]
+fn build_config(
+    server_url: String,
+    agent_id: String,
+    token: Option<String>,
+    name: Option<String>,
+    role: Option<String>,
+    device: Option<String>,
+    capabilities: Vec<String>,
+    groups: Vec<String>,
+    rest_url: Option<String>,
+    last_seq: Option<i64>,
+    connect_timeout: f64,
+) -> ClientConfig {
+    let mut agent = AgentInfo::new(agent_id);
+    agent.name = name;
+    agent.role = role;
+    agent.device = device;
+    agent.capabilities = capabilities;
+    let mut config = ClientConfig::new(server_url, agent);
+    config.token = token;
+    config.groups = groups;
+    config.rest_url = rest_url;
+    config.last_seq = last_seq;
+    config.connect_timeout = Duration::from_secs_f64(connect_timeout.max(0.1));
+    config
+}
+
+async fn open(config: ClientConfig) -> PyResult<NativeClient> {
+    // The configured groups are joined first thing on every connection, so
+    // anything sent after this returns reaches the hub after the joins.
+    let (client, events) = clawbot_connector::connect(config).await.map_err(to_py)?;
+    Ok(NativeClient {
+        client,
+        events: Arc::new(Mutex::new(events)),
+    })
+}
+
+/// Connects and registers; the awaitable resolves to a `NativeClient`.
+#[pyfunction]
+#[pyo3(signature = (server_url, agent_id, token=None, name=None, role=None, device=None,
+    capabilities=Vec::new(), groups=Vec::new(), rest_url=None, last_seq=None, connect_timeout=10.0))]
+#[allow(clippy::too_many_arguments)]
+pub fn connect(
+    py: Python<'_>,
+    server_url: String,
+    agent_id: String,
+    token: Option<String>,
+    name: Option<String>,
+    role: Option<String>,
+    device: Option<String>,
+    capabilities: Vec<String>,
+    groups: Vec<String>,
+    rest_url: Option<String>,
+    last_seq: Option<i64>,
+    connect_timeout: f64,
+) -> PyResult<Bound<'_, PyAny>> {
+    let config = build_config(
+        server_url,
+        agent_id,
+        token,
+        name,
+        role,
+        device,
+        capabilities,
+        groups,
+        rest_url,
+        last_seq,
+        connect_timeout,
+    );
+    pyo3_async_runtimes::tokio::future_into_py(py, open(config))
+}
+
+/// `connect` for code without an event loop.
+#[pyfunction]
+#[pyo3(signature = (server_url, agent_id, token=None, name=None, role=None, device=None,
+    capabilities=Vec::new(), groups=Vec::new(), rest_url=None, last_seq=None, connect_timeout=10.0))]
+#[allow(clippy::too_many_arguments)]
+pub fn connect_blocking(
+    py: Python<'_>,
+    server_url: String,
+    agent_id: String,
+    token: Option<String>,
+    name: Option<String>,
+    role: Option<String>,
+    device: Option<String>,
+    capabilities: Vec<String>,
+    groups: Vec<String>,
+    rest_url: Option<String>,
+    last_seq: Option<i64>,
+    connect_timeout: f64,
+) -> PyResult<NativeClient> {
+    let config = build_config(
+        server_url,
+        agent_id,
+        token,
+        name,
+        role,
+        device,
+        capabilities,
+        groups,
+        rest_url,
+        last_seq,
+        connect_timeout,
+    );
+    block_on(py, open(config))
+}
+
+/// Runs `future` on the shared runtime with the GIL released, waking every
+/// [`SIGNAL_CHECK`] to let Python raise KeyboardInterrupt.
+fn block_on<T: Send>(
+    py: Python<'_>,
+    future: impl Future<Output = PyResult<T>> + Send,
+) -> PyResult<T> {
+    let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    let mut future = Box::pin(future);
+    loop {
+        let step = py.detach(|| {
+            runtime.block_on(async { tokio::time::timeout(SIGNAL_CHECK, &mut future).await })
+        });
+        match step {
+            Ok(result) => return result,
+            Err(_) => py.check_signals()?,
+        }
+    }
+}
+
+fn sent_to_dict(py: Python<'_>, sent: Sent) -> PyResult<Py<PyAny>> {
+    let dict = PyDict::new(py);
+    dict.set_item("id", sent.id)?;
+    dict.set_item("seq", sent.seq)?;
+    dict.set_item("clientId", sent.client_id)?;
+    dict.set_item("duplicate", sent.duplicate)?;
+    dict.set_item("unknownMentions", sent.unknown_mentions)?;
+    Ok(dict.into_any().unbind())
+}
+
+/// A `Sent` converted on the way out of a future.
+struct SentResult(Sent);
+
+impl<'py> IntoPyObject<'py> for SentResult {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        Ok(sent_to_dict(py, self.0)?.into_bound(py))
+    }
+}
+
+/// A JSON value converted on the way out of a future.
+struct JsonResult(serde_json::Value);
+
+impl<'py> IntoPyObject<'py> for JsonResult {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        Ok(to_python(py, &self.0)?.into_bound(py))
+    }
+}
+
+fn check(result: Result<Sent, ClientError>) -> PyResult<SentResult> {
+    result.map(SentResult).map_err(to_py)
+}
+
+async fn next_message(
+    events: Arc<Mutex<Events>>,
+    timeout: Option<Duration>,
+) -> PyResult<Option<Message>> {
+    let mut events = events.lock().await;
+    let event = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, events.recv()).await {
+            Ok(event) => event,
+            Err(_) => return Ok(None),
+        },
+        None => events.recv().await,
+    };
+    match event {
+        Some(event) => Python::attach(|py| Message::from_event(py, event)).map(Some),
+        None => Ok(None),
+    }
+}
+
+#[pymethods]
+impl NativeClient {
+    #[getter]
+    fn agent_id(&self) -> String {
+        self.client.agent_id().to_owned()
+    }
+
+    /// The token in use; after a claim, the agent's own credential.
+    #[getter]
+    fn token(&self) -> Option<String> {
+        self.client.token()
+    }
+
+    #[getter]
+    fn is_connected(&self) -> bool {
+        self.client.is_connected()
+    }
+
+    /// The highest sequence number the application has taken.
+    #[getter]
+    fn processed_seq(&self) -> i64 {
+        self.events
+            .try_lock()
+            .map(|events| events.processed_seq())
+            .unwrap_or(-1)
+    }
+
+    /// The agents online, as the hub last said (no network call).
+    fn online_agents(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let agents = serde_json::to_value(self.client.online_agents()).unwrap_or_default();
+        to_python(py, &agents)
+    }
+
+    /// Awaitable: the next event, or None once closed. With a timeout, None
+    /// also when nothing came in time.
+    #[pyo3(signature = (timeout=None))]
+    fn next_event<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let events = Arc::clone(&self.events);
+        pyo3_async_runtimes::tokio::future_into_py(
+            py,
+            next_message(events, timeout.map(Duration::from_secs_f64)),
+        )
+    }
+
+    #[pyo3(signature = (timeout=None))]
+    fn next_event_blocking(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Message>> {
+        let events = Arc::clone(&self.events);
+        block_on(
+            py,
+            next_message(events, timeout.map(Duration::from_secs_f64)),
+        )
+    }
+
+    fn send_message<'py>(
+        &self,
+        py: Python<'py>,
+        group_id: String,
+        content: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            check(client.send_message(&group_id, &content).await)
+        })
+    }
+
+    fn send_message_blocking(
+        &self,
+        py: Python<'_>,
+        group_id: String,
+        content: String,
+    ) -> PyResult<SentResult> {
+        let client = self.client.clone();
+        block_on(py, async move {
+            check(client.send_message(&group_id, &content).await)
+        })
+    }
+
+    fn send_direct_message<'py>(
+        &self,
+        py: Python<'py>,
+        to: String,
+        content: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            check(client.send_direct_message(&to, &content).await)
+        })
+    }
+
+    fn send_direct_message_blocking(
+        &self,
+        py: Python<'_>,
+        to: String,
+        content: String,
+    ) -> PyResult<SentResult> {
+        let client = self.client.clone();
+        block_on(py, async move {
+            check(client.send_direct_message(&to, &content).await)
+        })
+    }
+
+    fn join_group<'py>(&self, py: Python<'py>, group_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            client.join_group(&group_id).await.map_err(to_py)
+        })
+    }
+
+    fn join_group_blocking(&self, py: Python<'_>, group_id: String) -> PyResult<()> {
+        let client = self.client.clone();
+        block_on(py, async move {
+            client.join_group(&group_id).await.map_err(to_py)
+        })
+    }
+
+    fn leave_group<'py>(&self, py: Python<'py>, group_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            client.leave_group(&group_id).await.map_err(to_py)
+        })
+    }
+
+    /// Awaitable: a REST call (`method`, `path` under the hub's base URL,
+    /// optional JSON body as text); resolves to the decoded JSON.
+    #[pyo3(signature = (method, path, body=None))]
+    fn rest<'py>(
+        &self,
+        py: Python<'py>,
+        method: String,
+        path: String,
+        body: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        let body = parse_body(body)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            client
+                .rest_json(&method, &path, body.as_ref())
+                .await
+                .map(JsonResult)
+                .map_err(to_py)
+        })
+    }
+
+    #[pyo3(signature = (method, path, body=None))]
+    fn rest_blocking(
+        &self,
+        py: Python<'_>,
+        method: String,
+        path: String,
+        body: Option<String>,
+    ) -> PyResult<JsonResult> {
+        let client = self.client.clone();
+        let body = parse_body(body)?;
+        block_on(py, async move {
+            client
+                .rest_json(&method, &path, body.as_ref())
+                .await
+                .map(JsonResult)
+                .map_err(to_py)
+        })
+    }
+
+    /// Awaitable: closes the connection.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            client.close().await;
+            Ok(())
+        })
+    }
+
+    fn close_blocking(&self, py: Python<'_>) -> PyResult<()> {
+        let client = self.client.clone();
+        block_on(py, async move {
+            client.close().await;
+            Ok(())
+        })
+    }
+}
+
+fn parse_body(body: Option<String>) -> PyResult<Option<serde_json::Value>> {
+    body.map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("body is not JSON: {e}")))
+}
