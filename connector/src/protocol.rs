@@ -305,8 +305,11 @@ pub enum ErrorCode {
     UnknownGroup,
     UnknownAgent,
     NotFound,
-    /// The thing to create exists already.
+    /// The thing to create exists already, or an id is reused for
+    /// something else.
     Conflict,
+    /// REST: the endpoint exists but not with this HTTP method.
+    MethodNotAllowed,
     /// A query parameter or field value out of range.
     InvalidArgument,
     /// Something failed inside the hub; details are in its log.

@@ -50,6 +50,10 @@ pub struct Cli {
     /// Default 8192.
     #[arg(long, env = "CLAWBOT_MAX_QUEUE")]
     pub max_queue: Option<usize>,
+    /// Bytes queued for one client before it is disconnected as too slow.
+    /// Default 33554432 (32 MiB).
+    #[arg(long, env = "CLAWBOT_MAX_QUEUE_BYTES")]
+    pub max_queue_bytes: Option<usize>,
     /// SQLite `synchronous` setting: full (default) or normal.
     #[arg(long, env = "CLAWBOT_SYNCHRONOUS")]
     pub synchronous: Option<Synchronous>,
@@ -76,6 +80,7 @@ struct FileConfig {
     ping_interval_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     max_queue: Option<usize>,
+    max_queue_bytes: Option<usize>,
     synchronous: Option<Synchronous>,
 }
 
@@ -96,6 +101,7 @@ pub struct Config {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub max_queue: usize,
+    pub max_queue_bytes: usize,
     pub synchronous: Synchronous,
 }
 
@@ -123,6 +129,16 @@ impl Cli {
             None => FileConfig::default(),
         };
         let config = self.resolve_with(file);
+        if config.ping_interval.is_zero()
+            || config.max_queue == 0
+            || config.max_body_bytes == 0
+            || config.max_queue_bytes < config.max_frame_bytes
+        {
+            anyhow::bail!(
+                "ping interval, max queue and max body bytes must be greater than zero, \
+                 and max queue bytes at least the largest frame"
+            );
+        }
         if config.idle_timeout <= config.ping_interval {
             anyhow::bail!("idle timeout must be longer than the ping interval");
         }
@@ -160,6 +176,10 @@ impl Cli {
                     .unwrap_or(60),
             ),
             max_queue: self.max_queue.or(file.max_queue).unwrap_or(8192),
+            max_queue_bytes: self
+                .max_queue_bytes
+                .or(file.max_queue_bytes)
+                .unwrap_or(32 * 1024 * 1024),
             synchronous: self
                 .synchronous
                 .or(file.synchronous)

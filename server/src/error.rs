@@ -40,6 +40,7 @@ impl HubError {
                 StatusCode::NOT_FOUND
             }
             ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

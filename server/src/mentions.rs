@@ -21,6 +21,8 @@ pub struct Directory {
 struct Key {
     folded: Vec<char>,
     agent_id: String,
+    /// An id key beats a name key of the same length.
+    is_id: bool,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -44,10 +46,11 @@ impl Directory {
         if !name.is_empty() && !keys.contains(&name) {
             keys.push(name);
         }
-        for key in &keys {
+        for (index, key) in keys.iter().enumerate() {
             self.by_first_char.entry(key[0]).or_default().push(Key {
                 folded: key.clone(),
                 agent_id: agent_id.to_owned(),
+                is_id: index == 0,
             });
         }
         self.keys_of.insert(agent_id.to_owned(), keys);
@@ -59,6 +62,16 @@ impl Directory {
                 bucket.retain(|k| k.agent_id != agent_id);
             }
         }
+    }
+
+    /// Another agent whose id or name folds to the same text as `name`.
+    pub fn owner_other_than(&self, agent_id: &str, name: &str) -> Option<String> {
+        let folded = fold(name.trim());
+        let bucket = self.by_first_char.get(folded.first()?)?;
+        bucket
+            .iter()
+            .find(|key| key.folded == folded && key.agent_id != agent_id)
+            .map(|key| key.agent_id.clone())
     }
 
     pub fn resolve(&self, text: &str) -> Resolved {
@@ -95,18 +108,22 @@ impl Directory {
     fn longest_match(&self, rest: &[char]) -> Option<(String, usize)> {
         let first = rest.first()?.to_lowercase().next()?;
         let bucket = self.by_first_char.get(&first)?;
-        let mut best: Option<(String, usize)> = None;
+        let mut best: Option<(&Key, usize)> = None;
         for key in bucket {
             if let Some(length) = matched_length(rest, &key.folded) {
-                if best
-                    .as_ref()
-                    .is_none_or(|(_, best_length)| length > *best_length)
-                {
-                    best = Some((key.agent_id.clone(), length));
+                let better = match best {
+                    None => true,
+                    Some((best_key, best_length)) => {
+                        length > best_length
+                            || (length == best_length && key.is_id && !best_key.is_id)
+                    }
+                };
+                if better {
+                    best = Some((key, length));
                 }
             }
         }
-        best
+        best.map(|(key, length)| (key.agent_id.clone(), length))
     }
 }
 
@@ -221,6 +238,23 @@ mod tests {
         let resolved = directory().resolve("@nobody and @bob and @Nobody.");
         assert_eq!(resolved.agents, ["bob"]);
         assert_eq!(resolved.unknown, ["nobody", "Nobody"]);
+    }
+
+    #[test]
+    fn an_id_beats_a_name_that_spells_it() {
+        let mut directory = directory();
+        directory.upsert("mallory", "bob");
+        directory.upsert("bob", "Bob");
+        assert_eq!(directory.resolve("@bob").agents, ["bob"]);
+        assert_eq!(
+            directory.owner_other_than("mallory", "BOB"),
+            Some("bob".into())
+        );
+        assert_eq!(
+            directory.owner_other_than("bob", "Bob"),
+            Some("mallory".into())
+        );
+        assert_eq!(directory.owner_other_than("xing", "老邢"), None);
     }
 
     #[test]

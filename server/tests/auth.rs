@@ -58,10 +58,9 @@ async fn first_start_creates_a_private_admin_token() {
 async fn a_join_token_claims_a_new_id_and_cannot_take_over_a_claimed_one() {
     let hub = TestHub::start().await;
     let join = hub.join_token().await;
+    let v2_register = |id: &str, name: &str| json!({"type": "register", "protocol": 2, "agent": {"id": id, "name": name}});
     let mut first = hub.connect(Some(&join)).await;
-    first
-        .send(json!({"type": "register", "agent": {"id": "mac-mini", "name": "Mini"}}))
-        .await;
+    first.send(v2_register("mac-mini", "Mini")).await;
     let registered = first.expect("registered").await;
     let credential = registered["credential"]
         .as_str()
@@ -71,30 +70,82 @@ async fn a_join_token_claims_a_new_id_and_cannot_take_over_a_claimed_one() {
 
     // The join token alone no longer gets this id.
     let mut thief = hub.connect(Some(&join)).await;
-    thief
-        .send(json!({"type": "register", "agent": {"id": "mac-mini", "name": "Evil"}}))
-        .await;
+    thief.send(v2_register("mac-mini", "Evil")).await;
     thief.expect_error("agent_claimed").await;
     // Nor does the admin token: nobody registers a claimed id without its credential.
     let mut admin = hub.connect(Some(ADMIN)).await;
-    admin
-        .send(json!({"type": "register", "agent": {"id": "mac-mini", "name": "Evil"}}))
-        .await;
+    admin.send(v2_register("mac-mini", "Evil")).await;
     admin.expect_error("agent_claimed").await;
     // The connection stays usable: the thief may still claim another id.
-    thief
-        .send(json!({"type": "register", "agent": {"id": "other", "name": "Other"}}))
-        .await;
+    thief.send(v2_register("other", "Other")).await;
     thief.expect("registered").await;
 
     let mut owner = hub.connect(Some(&credential)).await;
-    owner
-        .send(json!({"type": "register", "agent": {"id": "mac-mini", "name": "Mini"}}))
-        .await;
+    owner.send(v2_register("mac-mini", "Mini")).await;
     let registered = owner.expect("registered").await;
     assert!(registered.get("credential").is_none());
     // The name was not changed by the failed attempts.
     assert_eq!(hub.admin_get("/api/agents/mac-mini").await["name"], "Mini");
+
+    // Revoking the agent's tokens does not make the id claimable again.
+    for token in hub.admin_get("/api/tokens").await.as_array().unwrap() {
+        if token["agentId"] == "mac-mini" {
+            let id = token["id"].as_str().unwrap();
+            let response = hub
+                .rest
+                .delete(format!("{}/api/tokens/{id}", hub.http))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 204);
+        }
+    }
+    let mut thief = hub.connect(Some(&join)).await;
+    thief.send(v2_register("mac-mini", "Evil")).await;
+    thief.expect_error("agent_claimed").await;
+}
+
+#[tokio::test]
+async fn a_legacy_client_with_a_shared_token_is_told_to_use_its_own() {
+    // A legacy client would drop the credential a claim returns and be
+    // locked out on its next reconnect; it is refused up front instead.
+    let hub = TestHub::start().await;
+    let join = hub.join_token().await;
+    for token in [join.as_str(), ADMIN] {
+        let mut client = hub.connect(Some(token)).await;
+        client
+            .send(json!({"type": "register", "agent": {"id": "legacy-bot"}}))
+            .await;
+        let error = client.expect_error("forbidden").await;
+        assert!(error["message"].as_str().unwrap().contains("/api/tokens"));
+    }
+    assert_eq!(hub.get("/api/agents/legacy-bot", Some(ADMIN)).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_display_name_cannot_take_another_agents_mentions() {
+    let hub = TestHub::start().await;
+    let mut alice = hub.legacy("alice", "Alice").await;
+    let mut bob = hub.legacy("bob", "Bob").await;
+    let token = hub.agent_token("mallory").await;
+    let mut mallory = hub.connect(Some(&token)).await;
+    for name in ["bob", "BOB", "Alice"] {
+        mallory
+            .send(json!({"type": "register", "agent": {"id": "mallory", "name": name}}))
+            .await;
+        mallory.expect_error("conflict").await;
+    }
+    mallory
+        .send(json!({"type": "register", "agent": {"id": "mallory", "name": "Mallory"}}))
+        .await;
+    mallory.expect("registered").await;
+    alice.join("clawdbots").await;
+    alice
+        .send(json!({"type": "message", "groupId": "clawdbots", "content": "@bob hi"}))
+        .await;
+    alice.expect_sent().await;
+    assert_eq!(bob.expect("mention").await["content"], "@bob hi");
 }
 
 #[tokio::test]

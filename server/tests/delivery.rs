@@ -320,3 +320,28 @@ async fn a_client_that_stops_reading_is_disconnected_and_catches_up_later() {
     // The close frame may not get through a full socket; the log says why.
     assert!(hub.log().contains("slow consumer"), "{}", hub.log());
 }
+
+#[tokio::test]
+async fn a_client_id_reused_for_a_different_message_is_a_conflict() {
+    let hub = TestHub::start().await;
+    let mut alice = hub.v2("alice", "Alice").await;
+    alice.backlog().await;
+    let bob = hub.v2("bob", "Bob").await;
+    drop(bob);
+    alice
+        .send(json!({"type": "direct_message", "to": "bob", "content": "one", "clientId": "x1"}))
+        .await;
+    alice.expect("sent").await;
+    alice
+        .send(json!({"type": "direct_message", "to": "bob", "content": "two", "clientId": "x1"}))
+        .await;
+    alice.expect_error("conflict").await;
+    alice
+        .send(json!({"type": "join_group", "groupId": "g"}))
+        .await;
+    alice.expect("joined").await;
+    alice
+        .send(json!({"type": "message", "groupId": "g", "content": "one", "clientId": "x1"}))
+        .await;
+    alice.expect_error("conflict").await;
+}

@@ -165,6 +165,11 @@ async fn offline_agent_gets_dms_mentions_and_group_messages_in_order_once() {
         .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
 
+    // A legacy client proves receipt by answering the hub's checkpoint
+    // ping, which follows the batch; two heartbeat round trips make sure
+    // its pong reached the hub.
+    bob.ping_pong().await;
+    bob.ping_pong().await;
     // Reconnecting again delivers nothing twice.
     drop(bob);
     let mut bob = hub.connect(Some(&bob_token)).await;
@@ -306,4 +311,104 @@ async fn websocket_also_on_the_http_port_at_ws() {
         .send(json!({"type": "register", "agent": {"id": "alice", "name": "A"}}))
         .await;
     client.expect("registered").await;
+}
+
+#[tokio::test]
+async fn frames_a_legacy_client_never_read_are_sent_again_after_it_reconnects() {
+    // A laptop's connection dies silently: the hub wrote frames into the
+    // socket, but the client never read them. A legacy client cannot
+    // acknowledge, so only its answer to the hub's checkpoint ping counts.
+    let hub = TestHub::start().await;
+    let mut alice = hub.legacy("alice", "Alice").await;
+    let bob = hub.legacy("bob", "Bob").await;
+    let token = bob.token.clone().unwrap();
+    let mut bob = bob;
+    bob.join("clawdbots").await;
+    alice.join("clawdbots").await;
+    // From here bob reads nothing (so answers no ping) and then vanishes.
+    for n in 0..20 {
+        alice
+            .send(json!({"type": "message", "groupId": "clawdbots", "content": format!("m{n}")}))
+            .await;
+        alice.expect_sent().await;
+    }
+    drop(bob);
+    let mut bob = hub.connect(Some(&token)).await;
+    bob.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
+        .await;
+    bob.expect("registered").await;
+    let mut contents = Vec::new();
+    while contents.len() < 20 {
+        let offline = bob.expect("offline_messages").await;
+        for message in offline["messages"].as_array().unwrap() {
+            contents.push(message["content"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        contents,
+        (0..20).map(|n| format!("m{n}")).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn offline_batches_stay_under_the_original_clients_frame_limit() {
+    let hub = TestHub::start().await;
+    let mut alice = hub.legacy("alice", "Alice").await;
+    let bob = hub.legacy("bob", "Bob").await;
+    let token = bob.token.clone().unwrap();
+    drop(bob);
+    let body = "x".repeat(4000);
+    for _ in 0..400 {
+        alice
+            .send(json!({"type": "direct_message", "to": "bob", "content": body}))
+            .await;
+    }
+    for _ in 0..400 {
+        alice.expect("sent").await;
+    }
+    let mut bob = hub.connect(Some(&token)).await;
+    bob.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
+        .await;
+    bob.expect("registered").await;
+    let mut received = 0;
+    while received < 400 {
+        let message =
+            tokio::time::timeout(common::WAIT, futures_util::StreamExt::next(&mut bob.ws))
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            // The original Python client (websockets) refuses frames over 1 MiB.
+            assert!(text.len() < 1024 * 1024, "a {} byte frame", text.len());
+            let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if frame["type"] == "offline_messages" {
+                received += frame["messages"].as_array().unwrap().len();
+            }
+        }
+    }
+    assert_eq!(received, 400);
+}
+
+#[tokio::test]
+async fn the_original_clients_task_body_works_in_open_mode() {
+    let hub = TestHub::start_with(&["--token", ADMIN, "--open"]).await;
+    let mut worker = hub.connect(None).await;
+    worker
+        .send(json!({"type": "register", "agent": {"id": "worker"}}))
+        .await;
+    worker.expect("registered").await;
+    // The original python_client.create_task sends no assignerId.
+    let (status, task) = hub
+        .post(
+            "/api/tasks",
+            None,
+            &json!({"title": "Build", "description": "", "assigneeId": "worker"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{task}");
+    assert_eq!(
+        worker.expect("task_assigned").await["task"]["title"],
+        "Build"
+    );
 }

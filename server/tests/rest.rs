@@ -152,9 +152,8 @@ async fn agents_are_listed_online_and_offline_with_capabilities() {
         .await;
     gpu.expect("registered").await;
     let alice = hub.legacy("alice", "Alice").await;
-    drop(alice);
-    // Wait for the hub to notice alice came and left: gpu-box is told by
-    // agent_list (online agents only).
+    // gpu-box is told who is online by agent_list: alice comes, then goes.
+    let mut alice = Some(alice);
     for online in [2, 1] {
         loop {
             let list = gpu.next().await;
@@ -162,6 +161,7 @@ async fn agents_are_listed_online_and_offline_with_capabilities() {
                 break;
             }
         }
+        drop(alice.take());
     }
     let agents = hub.admin_get("/api/agents").await;
     let by_id = |id: &str| {

@@ -62,7 +62,13 @@ impl Hub {
                             format!("there is no group '{group_id}'; join or create it first"),
                         ));
                     }
-                    if let Some(existing) = find_duplicate(connection, &from.id, &client_id)? {
+                    let same = Resend {
+                        kind: EventKind::Message,
+                        target: &group_id,
+                        content: &content,
+                    };
+                    if let Some(existing) = find_duplicate(connection, &from.id, &client_id, same)?
+                    {
                         return Ok((vec![existing], true));
                     }
                     let now = now_iso();
@@ -140,7 +146,13 @@ impl Hub {
                             format!("no agent '{to}' has ever registered"),
                         ));
                     }
-                    if let Some(existing) = find_duplicate(connection, &from.id, &client_id)? {
+                    let same = Resend {
+                        kind: EventKind::DirectMessage,
+                        target: &to,
+                        content: &content,
+                    };
+                    if let Some(existing) = find_duplicate(connection, &from.id, &client_id, same)?
+                    {
                         return Ok((existing, true));
                     }
                     let event = messages::insert(
@@ -174,15 +186,41 @@ impl Hub {
     }
 }
 
+/// What a resend must match to count as the same message.
+struct Resend<'a> {
+    kind: EventKind,
+    /// The group of a message, the recipient of a DM.
+    target: &'a str,
+    content: &'a str,
+}
+
+/// The event this sender already stored under `client_id`, if any. A
+/// client id reused for a different message is a conflict, not a silent
+/// duplicate.
 fn find_duplicate(
     connection: &rusqlite::Connection,
     from_id: &str,
     client_id: &Option<String>,
+    resend: Resend<'_>,
 ) -> Result<Option<Arc<Event>>, StoreError> {
-    match client_id {
-        Some(client_id) => {
-            Ok(messages::find_by_client_id(connection, from_id, client_id)?.map(Arc::new))
-        }
-        None => Ok(None),
+    let Some(client_id) = client_id else {
+        return Ok(None);
+    };
+    let Some(existing) = messages::find_by_client_id(connection, from_id, client_id)? else {
+        return Ok(None);
+    };
+    let target = match existing.kind {
+        EventKind::DirectMessage => existing.recipient.as_deref(),
+        _ => existing.group_id.as_deref(),
+    };
+    if existing.kind != resend.kind
+        || target != Some(resend.target)
+        || existing.content != resend.content
+    {
+        return Err(StoreError::rejected(
+            ErrorCode::Conflict,
+            format!("clientId '{client_id}' was already used for a different message"),
+        ));
     }
+    Ok(Some(Arc::new(existing)))
 }

@@ -177,6 +177,16 @@ impl Hub {
             .resolve(text)
     }
 
+    /// Another agent whose id or name is `name` (case-insensitively), if
+    /// any: a display name routes mentions, so it must not be ambiguous.
+    pub fn name_taken_by_another(&self, agent_id: &str, name: &str) -> Option<String> {
+        self.shared
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .owner_other_than(agent_id, name)
+    }
+
     pub fn agent_name(&self, agent_id: &str) -> Option<String> {
         self.shared
             .profiles

@@ -12,6 +12,7 @@
 //! writer thread dispatches them in commit order.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use clawbot_connector::protocol::CLOSE_SLOW_CONSUMER;
@@ -42,42 +43,65 @@ pub struct Outbox {
     pub wake: Notify,
     /// Wakes catch-up when the writer has emptied the queue.
     pub drained: Notify,
+    /// Whether the writer follows each batch of events with a checkpoint
+    /// ping (legacy clients, which do not acknowledge).
+    pub checkpoints: AtomicBool,
     /// Cancelled when the connection must end; the reading side listens so
     /// that a writer stuck on a client that does not read cannot keep the
     /// connection alive.
     pub closing: CancellationToken,
     capacity: usize,
+    /// The most bytes (roughly: content plus framing) the queue may hold.
+    max_bytes: usize,
+}
+
+/// What one queued item costs against the byte cap.
+fn weight(item: &Outgoing) -> usize {
+    const FRAMING: usize = 256;
+    match item {
+        Outgoing::Event(event) => event.content.len() + FRAMING,
+        Outgoing::OfflineBatch(events) => events.iter().map(|e| e.content.len() + FRAMING).sum(),
+        Outgoing::Frame(text) => text.len(),
+        Outgoing::Close(..) => 0,
+    }
 }
 
 struct State {
     queue: VecDeque<Outgoing>,
+    queued_bytes: usize,
     catching_up: bool,
     missed: bool,
     closed: bool,
-    /// The highest sequence number written to the socket.
+    /// The highest sequence number handed to the socket.
     sent_seq: i64,
-    /// v2: the highest sequence number the client acknowledged.
-    acked_seq: i64,
+    /// The highest sequence number the client proved it received: a v2
+    /// client by `ack`, a legacy client by answering a ping that followed
+    /// the frame. Only this moves the agent's stored cursor, so frames lost
+    /// in a dead connection's buffers are sent again.
+    confirmed_seq: i64,
     /// Why the hub closed the connection, for the log.
     close_reason: Option<&'static str>,
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Arc<Self> {
+    pub fn new(capacity: usize, max_bytes: usize) -> Arc<Self> {
         Arc::new(Outbox {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                queued_bytes: 0,
                 catching_up: true,
                 missed: false,
                 closed: false,
                 sent_seq: 0,
-                acked_seq: 0,
+                confirmed_seq: 0,
                 close_reason: None,
             }),
             wake: Notify::new(),
             drained: Notify::new(),
+            checkpoints: AtomicBool::new(false),
             closing: CancellationToken::new(),
             capacity,
+            max_bytes,
         })
     }
 
@@ -114,10 +138,12 @@ impl Outbox {
         if state.closed {
             return;
         }
-        if state.queue.len() >= self.capacity {
+        let weight = weight(&item);
+        if state.queue.len() >= self.capacity || state.queued_bytes + weight > self.max_bytes {
             Self::close_locked(&mut state, CLOSE_SLOW_CONSUMER, "slow consumer: queue full");
             self.closing.cancel();
         } else {
+            state.queued_bytes += weight;
             state.queue.push_back(item);
         }
         drop(state);
@@ -131,6 +157,7 @@ impl Outbox {
         if state.closed {
             return;
         }
+        state.queued_bytes += weight(&item);
         state.queue.push_back(item);
         drop(state);
         self.wake.notify_one();
@@ -138,6 +165,13 @@ impl Outbox {
 
     pub fn queued(&self) -> usize {
         self.state().queue.len()
+    }
+
+    /// Whether at most half the queue (by count and by bytes) is in use:
+    /// catch-up adds a page only then.
+    pub fn has_room(&self) -> bool {
+        let state = self.state();
+        state.queue.len() <= self.capacity / 2 && state.queued_bytes <= self.max_bytes / 2
     }
 
     pub fn capacity(&self) -> usize {
@@ -178,6 +212,7 @@ impl Outbox {
         state.closed = true;
         state.close_reason = Some(reason);
         state.queue.clear();
+        state.queued_bytes = 0;
         state.queue.push_back(Outgoing::Close(code, reason));
     }
 
@@ -195,14 +230,18 @@ impl Outbox {
         let mut state = self.state();
         state.closed = true;
         state.queue.clear();
+        state.queued_bytes = 0;
         drop(state);
         self.drained.notify_waiters();
+        self.wake.notify_one();
         self.closing.cancel();
     }
 
     /// Everything queued, for the writer task to send.
     pub fn take_all(&self) -> VecDeque<Outgoing> {
-        std::mem::take(&mut self.state().queue)
+        let mut state = self.state();
+        state.queued_bytes = 0;
+        std::mem::take(&mut state.queue)
     }
 
     pub fn sent_seq(&self) -> i64 {
@@ -214,22 +253,23 @@ impl Outbox {
         state.sent_seq = state.sent_seq.max(seq);
     }
 
-    /// v2: records an acknowledgement; a client cannot acknowledge what it
-    /// was never sent.
-    pub fn ack(&self, seq: i64) {
+    /// Records that the client has everything up to `seq` (an `ack`, or the
+    /// pong of a checkpoint ping); a client cannot confirm what it was never
+    /// sent.
+    pub fn confirm(&self, seq: i64) {
         let mut state = self.state();
         let seq = seq.min(state.sent_seq);
-        state.acked_seq = state.acked_seq.max(seq);
+        state.confirmed_seq = state.confirmed_seq.max(seq);
     }
 
-    pub fn acked_seq(&self) -> i64 {
-        self.state().acked_seq
+    pub fn confirmed_seq(&self) -> i64 {
+        self.state().confirmed_seq
     }
 
     /// Where delivery starts: nothing at or below `seq` is sent again.
     pub fn start_at(&self, seq: i64) {
         let mut state = self.state();
         state.sent_seq = seq;
-        state.acked_seq = seq;
+        state.confirmed_seq = seq;
     }
 }

@@ -29,14 +29,10 @@ impl Session {
         self.protocol >= PROTOCOL_V2
     }
 
-    /// What the agent's stored cursor may advance to: what a v2 client
-    /// acknowledged, or what was written to a legacy client's socket.
+    /// What the agent's stored cursor may advance to: what the client
+    /// confirmed (see [`Outbox::confirm`]).
     pub fn cursor(&self) -> i64 {
-        if self.is_v2() {
-            self.outbox.acked_seq()
-        } else {
-            self.outbox.sent_seq()
-        }
+        self.outbox.confirmed_seq()
     }
 }
 
@@ -53,9 +49,12 @@ pub async fn catch_up(hub: Hub, session: Arc<Session>) {
         }
         wait_for_room(outbox).await;
         let agent_id = session.agent_id.clone();
+        // A page fills at most a quarter of the outbox, leaving room for
+        // replies and presence while it drains.
+        let page_size = CATCH_UP_PAGE.min((outbox.capacity() / 4).max(1));
         let page = hub
             .store()
-            .read(move |connection| messages::backlog(connection, &agent_id, after, CATCH_UP_PAGE))
+            .read(move |connection| messages::backlog(connection, &agent_id, after, page_size))
             .await;
         let page = match page {
             Ok(page) => page,
@@ -97,9 +96,12 @@ async fn wait_for_room(outbox: &Outbox) {
         let drained = outbox.drained.notified();
         tokio::pin!(drained);
         drained.as_mut().enable();
-        if outbox.queued() <= outbox.capacity() / 2 || outbox.is_closed() {
+        if outbox.has_room() || outbox.is_closed() {
             return;
         }
-        drained.await;
+        tokio::select! {
+            () = drained => {}
+            () = outbox.closing.cancelled() => return,
+        }
     }
 }

@@ -124,7 +124,17 @@ pub async fn mark_inbox_read(
     caller.require_agent(&hub, &id).await?;
     hub.store()
         .writer
-        .write(move |connection| agents::advance_inbox_read(connection, &id, body.seq))
+        .write(move |connection| {
+            if !agents::exists(connection, &id)? {
+                return Err(crate::store::StoreError::rejected(
+                    ErrorCode::UnknownAgent,
+                    format!("no agent '{id}'"),
+                ));
+            }
+            // Marking beyond the newest event would hide what comes later.
+            let head = messages::head_seq(connection)?;
+            agents::advance_inbox_read(connection, &id, body.seq.min(head))
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -81,6 +81,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/ws", get(crate::ws::upgrade))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CorsLayer::permissive())
         .with_state(hub)
@@ -108,6 +109,13 @@ pub async fn health(State(hub): State<Hub>) -> axum::Json<Health> {
 /// `GET /api/openapi.json`.
 async fn openapi() -> impl IntoResponse {
     axum::Json(ApiDoc::openapi())
+}
+
+async fn method_not_allowed() -> HubError {
+    HubError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not take that method",
+    )
 }
 
 async fn not_found() -> HubError {

@@ -73,6 +73,9 @@ pub async fn create(
         .store()
         .writer
         .write(move |connection| -> Result<_, StoreError> {
+            if let Some(agent_id) = &agent_id {
+                crate::store::agents::mark_claimed(connection, agent_id)?;
+            }
             auth::mint(connection, body.kind, agent_id.as_deref(), &body.label)
         })
         .await?;

@@ -99,6 +99,14 @@ pub fn touch_last_seen(connection: &Connection, id: &str, now: &str) -> Result<(
     Ok(())
 }
 
+/// Records that the agent is claimed (see `tokens::is_claimed`).
+pub fn mark_claimed(connection: &Connection, id: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("UPDATE agents SET claimed = 1 WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
 /// Moves the delivery cursor forward, never back.
 pub fn advance_cursor(connection: &Connection, id: &str, seq: i64) -> Result<(), StoreError> {
     connection

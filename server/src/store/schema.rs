@@ -3,8 +3,9 @@
 use rusqlite_migration::{Migrations, M};
 
 pub fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(
+            r#"
         CREATE TABLE agents (
             id              TEXT PRIMARY KEY,
             name            TEXT NOT NULL,
@@ -90,7 +91,18 @@ pub fn migrations() -> Migrations<'static> {
         ) STRICT;
         CREATE INDEX tasks_by_assignee ON tasks (assignee_id);
         "#,
-    )])
+        ),
+        // Once claimed, an agent stays claimed even if its last token is
+        // revoked: only the admin minting a new agent token lets anyone
+        // register it again.
+        M::up(
+            r#"
+        ALTER TABLE agents ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
+        UPDATE agents SET claimed = 1
+            WHERE id IN (SELECT agent_id FROM tokens WHERE kind = 'agent');
+        "#,
+        ),
+    ])
 }
 
 #[cfg(test)]

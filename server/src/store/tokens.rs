@@ -94,10 +94,13 @@ pub fn has_kind(connection: &Connection, kind: TokenKind) -> Result<bool, StoreE
         .exists([kind.as_str()])?)
 }
 
-/// An agent is claimed once it has a credential of its own.
+/// An agent is claimed once it has had a credential of its own.
 pub fn is_claimed(connection: &Connection, agent_id: &str) -> Result<bool, StoreError> {
     Ok(connection
-        .prepare_cached("SELECT 1 FROM tokens WHERE agent_id = ?1 AND kind = 'agent'")?
+        .prepare_cached(
+            "SELECT 1 FROM tokens WHERE agent_id = ?1 AND kind = 'agent'
+             UNION ALL SELECT 1 FROM agents WHERE id = ?1 AND claimed = 1",
+        )?
         .exists([agent_id])?)
 }
 

@@ -21,7 +21,9 @@ const MAX_BATCH: usize = 2048;
 const QUEUE_DEPTH: usize = 16 * 1024;
 
 type Completion = Box<dyn FnOnce(bool) + Send>;
-type Job = Box<dyn FnOnce(&mut Transaction<'_>) -> Completion + Send>;
+/// A job runs in the batch's transaction, or gets `None` when that
+/// transaction is already lost and it must fail without running.
+type Job = Box<dyn FnOnce(Option<&mut Transaction<'_>>) -> Completion + Send>;
 
 enum Command {
     Run(Job),
@@ -66,7 +68,10 @@ impl Writer {
     {
         let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move |transaction| {
-            let outcome = run_in_savepoint(transaction, change);
+            let outcome = match transaction {
+                Some(transaction) => run_in_savepoint(transaction, change),
+                None => Err(StoreError::CommitFailed),
+            };
             Box::new(move |committed| {
                 let outcome = match outcome {
                     Ok(value) if committed => {
@@ -139,13 +144,29 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>) {
                 continue;
             }
         };
-        let completions: Vec<Completion> =
-            jobs.into_iter().map(|job| job(&mut transaction)).collect();
-        let committed = match transaction.commit() {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::error!(%error, "commit failed; the batch is rolled back");
-                false
+        // On some errors (disk full, I/O) SQLite rolls the whole
+        // transaction back by itself. The jobs after that must not run:
+        // each would start and commit a transaction of its own.
+        let mut lost = false;
+        let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if lost {
+                completions.push(job(None));
+                continue;
+            }
+            completions.push(job(Some(&mut transaction)));
+            lost = transaction.is_autocommit();
+        }
+        let committed = if lost {
+            tracing::error!("SQLite rolled the batch back; nothing in it was written");
+            false
+        } else {
+            match transaction.commit() {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::error!(%error, "commit failed; the batch is rolled back");
+                    false
+                }
             }
         };
         for completion in completions {

@@ -5,6 +5,7 @@
 //! messages are stored in the order it sent them. Frames queued for the
 //! client are written in batches and flushed once per batch.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ const TOO_BIG_REASON: &str = "frame too large";
 pub async fn run(hub: Hub, socket: WebSocket, principal: Principal) {
     let _tracked = hub.connections().token();
     let (sink, mut stream) = socket.split();
-    let outbox = Outbox::new(hub.config().max_queue);
+    let outbox = Outbox::new(hub.config().max_queue, hub.config().max_queue_bytes);
     let mut writer = tokio::spawn(write_loop(hub.clone(), sink, Arc::clone(&outbox)));
     let mut connection = Connection::new(hub.clone(), principal, Arc::clone(&outbox));
     read_loop(&hub, &mut connection, &mut stream).await;
@@ -43,6 +44,8 @@ pub async fn run(hub: Hub, socket: WebSocket, principal: Principal) {
     {
         writer.abort();
     }
+    // Whatever way the writer ended, nothing waits on this outbox any more.
+    outbox.mark_gone();
     let reason = outbox.close_reason().unwrap_or("closed by the client");
     if reason == TOO_BIG_REASON {
         // The rest of the oversized frame is still unread; dropping the
@@ -93,9 +96,15 @@ async fn read_loop(hub: &Hub, connection: &mut Connection, stream: &mut SplitStr
                 "binary frames are not supported; send JSON text",
             )),
             Message::Close(_) => return,
-            // Pings are answered by the library; pongs only prove liveness,
-            // which the timeout above already counted.
-            Message::Ping(_) | Message::Pong(_) => {}
+            // The answer to a checkpoint ping: the client has read every
+            // frame written before it.
+            Message::Pong(payload) => {
+                if let Ok(seq) = <[u8; 8]>::try_from(payload.as_ref()) {
+                    connection.outbox().confirm(i64::from_be_bytes(seq));
+                }
+            }
+            // Pings are answered by the library.
+            Message::Ping(_) => {}
         }
     }
 }
@@ -120,6 +129,9 @@ async fn write_loop(hub: Hub, mut sink: SplitSink<WebSocket, Message>, outbox: A
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let shutdown = hub.shutdown_token().clone();
+    let closing = outbox.closing.clone();
+    // The highest seq a checkpoint ping was sent after.
+    let mut checkpoint = 0;
     loop {
         tokio::select! {
             () = outbox.wake.notified() => {}
@@ -133,25 +145,48 @@ async fn write_loop(hub: Hub, mut sink: SplitSink<WebSocket, Message>, outbox: A
                 let _ = send_close(&mut sink, CLOSE_GOING_AWAY, "hub shutting down").await;
                 break;
             }
+            // Ending: send the close frame if one is queued, else stop.
+            () = closing.cancelled() => {
+                if outbox.queued() == 0 {
+                    break;
+                }
+            }
         }
         match write_batch(&mut sink, &outbox).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => break,
+            Ok(Written::More(seq))
+                if seq > checkpoint && outbox.checkpoints.load(Ordering::Relaxed) =>
+            {
+                // Everything up to `seq` is written; the pong to this ping
+                // proves the client read it (see `Outbox::confirm`).
+                checkpoint = seq;
+                if sink
+                    .send(Message::Ping(seq.to_be_bytes().to_vec().into()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Ok(Written::More(_)) => {}
+            Ok(Written::Closed) | Err(_) => break,
         }
     }
     outbox.mark_gone();
 }
 
-/// Writes everything queued and flushes once. Returns false when the
-/// connection is finished (a close was sent).
+enum Written {
+    /// The batch is written; events up to this seq have been sent.
+    More(i64),
+    /// A close frame was sent; the connection is finished.
+    Closed,
+}
+
+/// Writes everything queued and flushes once.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
     outbox: &Outbox,
-) -> Result<bool, axum::Error> {
+) -> Result<Written, axum::Error> {
     let items = outbox.take_all();
-    if items.is_empty() {
-        return Ok(true);
-    }
     let mut last_seq = outbox.sent_seq();
     for item in items {
         match item {
@@ -168,36 +203,52 @@ async fn write_batch(
                 let fresh: Vec<_> = events.into_iter().filter(|e| e.seq > last_seq).collect();
                 let Some(last) = fresh.last() else { continue };
                 last_seq = last.seq;
-                sink.feed(Message::Text(offline_messages_frame(&fresh)))
-                    .await?;
+                for frame in offline_messages_frames(&fresh) {
+                    sink.feed(Message::Text(frame)).await?;
+                }
             }
             Outgoing::Frame(text) => sink.feed(Message::Text(text)).await?,
             Outgoing::Close(code, reason) => {
-                sink.flush().await?;
                 outbox.set_sent_seq(last_seq);
+                sink.flush().await?;
                 send_close(sink, code, reason).await?;
-                return Ok(false);
+                return Ok(Written::Closed);
             }
         }
     }
-    sink.flush().await?;
+    // Handed to the socket: a v2 client may acknowledge these as soon as it
+    // reads them, possibly before the flush returns.
     outbox.set_sent_seq(last_seq);
+    sink.flush().await?;
     outbox.drained.notify_waiters();
-    Ok(true)
+    Ok(Written::More(last_seq))
 }
 
-/// `{"type":"offline_messages","messages":[...]}` built from the events'
-/// already-rendered frames.
-fn offline_messages_frame(events: &[Arc<crate::store::event::Event>]) -> Utf8Bytes {
-    let mut text = String::from(r#"{"type":"offline_messages","messages":["#);
-    for (index, event) in events.iter().enumerate() {
-        if index > 0 {
+/// The largest `offline_messages` frame the hub builds. The original
+/// Python client refuses frames over 1 MiB (the `websockets` default).
+const OFFLINE_FRAME_BYTES: usize = 512 * 1024;
+
+/// `{"type":"offline_messages","messages":[...]}` frames built from the
+/// events' already-rendered JSON, each under [`OFFLINE_FRAME_BYTES`] unless
+/// a single event is larger.
+fn offline_messages_frames(events: &[Arc<crate::store::event::Event>]) -> Vec<Utf8Bytes> {
+    const HEAD: &str = r#"{"type":"offline_messages","messages":["#;
+    let mut frames = Vec::new();
+    let mut text = String::from(HEAD);
+    for event in events {
+        let rendered = event.frame_text();
+        if text.len() > HEAD.len() && text.len() + rendered.len() + 2 > OFFLINE_FRAME_BYTES {
+            text.push_str("]}");
+            frames.push(std::mem::replace(&mut text, String::from(HEAD)).into());
+        }
+        if text.len() > HEAD.len() {
             text.push(',');
         }
-        text.push_str(event.frame_text().as_str());
+        text.push_str(rendered.as_str());
     }
     text.push_str("]}");
-    text.into()
+    frames.push(text.into());
+    frames
 }
 
 async fn send_close(

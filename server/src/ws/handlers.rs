@@ -121,6 +121,13 @@ impl Connection {
                 ));
             }
         }
+        if let Some(other) = self.hub.name_taken_by_another(&agent.id, &name) {
+            return Err(HubError::new(
+                ErrorCode::Conflict,
+                format!("the name '{name}' is the id or name of agent '{other}'; choose another"),
+            ));
+        }
+        let v2 = protocol.unwrap_or(1) >= PROTOCOL_V2;
         let principal = self.principal.clone();
         let profile = agent.clone();
         let registered_name = name.clone();
@@ -140,7 +147,22 @@ impl Connection {
                         ),
                     ));
                 }
+                if claims && !v2 {
+                    // A legacy client would drop the credential a claim
+                    // issues and be locked out of its own id on reconnect.
+                    return Err(StoreError::rejected(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "clients of the original protocol must connect with the agent's own token; \
+                             the admin can make one with POST /api/tokens {{\"kind\":\"agent\",\"agentId\":\"{}\"}}",
+                            profile.id
+                        ),
+                    ));
+                }
                 let record = agents::upsert(connection, &profile, &registered_name, &now_iso())?;
+                if claims || owns {
+                    agents::mark_claimed(connection, &profile.id)?;
+                }
                 let credential = if claims {
                     let (token, _) = auth::mint(
                         connection,
@@ -181,6 +203,11 @@ impl Connection {
                 .max(record.cursor_seq),
         };
         self.outbox.start_at(resume_from);
+        if protocol < PROTOCOL_V2 {
+            self.outbox
+                .checkpoints
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.reply(&ServerFrame::Registered {
             agent_id: record.id.clone(),
             server_time: now_iso(),
@@ -249,7 +276,7 @@ impl Connection {
             ClientFrame::Heartbeat {} => self.reply(&ServerFrame::HeartbeatAck {
                 timestamp: now_iso(),
             }),
-            ClientFrame::Ack { seq } => session.outbox.ack(seq),
+            ClientFrame::Ack { seq } => session.outbox.confirm(seq),
         }
         Ok(())
     }
