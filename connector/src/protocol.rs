@@ -40,6 +40,12 @@ pub const CLIENT_FRAME_TYPES: &[&str] = &[
     "direct_message",
     "heartbeat",
     "ack",
+    "assign_task",
+    "task_accept",
+    "task_progress",
+    "task_complete",
+    "task_fail",
+    "task_cancel",
 ];
 
 /// How an agent describes itself in `register`.
@@ -123,6 +129,200 @@ pub enum ClientFrame {
     Ack {
         seq: i64,
     },
+    /// Creates a task for one agent (`assigneeId`) or for any agent with a
+    /// capability. Answered by `task_state`.
+    AssignTask(AssignTask),
+    /// The assignee takes the task on.
+    #[serde(rename_all = "camelCase")]
+    TaskAccept {
+        task_id: String,
+    },
+    /// The assignee reports progress (0 to 100) and a note.
+    #[serde(rename_all = "camelCase")]
+    TaskProgress {
+        task_id: String,
+        percent: u8,
+        #[serde(default)]
+        note: String,
+    },
+    /// The assignee finished; `result` is any JSON.
+    #[serde(rename_all = "camelCase")]
+    TaskComplete {
+        task_id: String,
+        #[serde(default)]
+        result: Value,
+    },
+    /// The assignee gives up with an error.
+    #[serde(rename_all = "camelCase")]
+    TaskFail {
+        task_id: String,
+        error: String,
+    },
+    /// The assigner (or the admin) withdraws the task.
+    #[serde(rename_all = "camelCase")]
+    TaskCancel {
+        task_id: String,
+    },
+}
+
+/// What `assign_task` (and `POST /api/tasks`) carries. The original REST
+/// body's fields (`title, description, assignerId, assigneeId, groupId,
+/// priority`) keep their names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignTask {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Structured input for the assignee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// A string (`low`, `normal`, `high`, ...) or a number; default `normal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Value>,
+    /// ISO 8601; past it the task times out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// A named agent...
+    #[serde(default, alias = "to", skip_serializing_if = "Option::is_none")]
+    pub assignee_id: Option<String>,
+    /// ...or any online agent with this capability (the least busy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
+    /// The same key from the same assigner returns the same task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// How many agents a capability task may be offered to; default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// Who assigns; implied by an agent's own token or connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigner_id: Option<String>,
+}
+
+/// Where a task is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Waiting for an eligible agent to come online.
+    Pending,
+    Assigned,
+    Accepted,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+    TimedOut,
+    /// Given up after its maximum attempts.
+    Dead,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 9] = [
+        TaskStatus::Pending,
+        TaskStatus::Assigned,
+        TaskStatus::Accepted,
+        TaskStatus::InProgress,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+        TaskStatus::TimedOut,
+        TaskStatus::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Assigned => "assigned",
+            TaskStatus::Accepted => "accepted",
+            TaskStatus::InProgress => "in_progress",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::TimedOut => "timed_out",
+            TaskStatus::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+
+    /// No transition leaves a terminal state.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed
+                | TaskStatus::Failed
+                | TaskStatus::Cancelled
+                | TaskStatus::TimedOut
+                | TaskStatus::Dead
+        )
+    }
+
+    /// Held by an agent: counts toward how busy it is, and holds a lease.
+    pub fn is_in_flight(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Assigned | TaskStatus::Accepted | TaskStatus::InProgress
+        )
+    }
+}
+
+/// A task as clients see it. `created_at` keeps the original's name.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    #[serde(default)]
+    pub payload: Option<Value>,
+    pub priority: String,
+    pub status: TaskStatus,
+    pub assigner_id: Option<String>,
+    pub assignee_id: Option<String>,
+    pub capability: Option<String>,
+    pub group_id: Option<String>,
+    /// How many times it has been assigned.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub deadline: Option<String>,
+    pub progress: Option<TaskProgress>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    #[serde(rename = "created_at")]
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskProgress {
+    pub percent: u8,
+    pub note: String,
+}
+
+/// One transition, as stored in a task's history and pushed to both sides.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskChange {
+    pub status: TaskStatus,
+    /// The agent that made the change, `admin`, or `hub` (deadlines,
+    /// leases, reassignment).
+    pub actor: String,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One agent as `agent_list` and `GET /api/agents` show it.
@@ -232,10 +432,22 @@ pub enum ServerFrame {
     Message(GroupMessage),
     Mention(Mention),
     DirectMessage(DirectMessage),
+    /// A task for the receiving agent (its body as in the original, plus
+    /// the [`TaskView`] fields).
     #[serde(rename_all = "camelCase")]
     TaskAssigned {
         seq: i64,
         task: Value,
+    },
+    /// A task the receiving agent assigned or holds changed.
+    TaskUpdate {
+        seq: i64,
+        task: TaskView,
+        change: TaskChange,
+    },
+    /// The answer to every task request: the task as it is now.
+    TaskState {
+        task: TaskView,
     },
     HeartbeatAck {
         timestamp: String,
@@ -310,6 +522,12 @@ pub enum ErrorCode {
     Conflict,
     /// REST: the endpoint exists but not with this HTTP method.
     MethodNotAllowed,
+    /// A task operation not allowed in the task's current state (complete
+    /// before accept, anything after a terminal state).
+    InvalidTransition,
+    /// No online agent has the asked capability, and none ever registered
+    /// with it.
+    UnknownCapability,
     /// A query parameter or field value out of range.
     InvalidArgument,
     /// Something failed inside the hub; details are in its log.

@@ -18,7 +18,7 @@ from ._native import (
 from .blocking import BlockingBot, connect_to_network_blocking
 from .bot import ClawBotConnector, connect_to_network, get_connector
 from .settings import DEFAULT_GROUP, DEFAULT_SERVER_URL, Settings
-from .task import Task
+from .task import BlockingTask, Task, TaskFailed, TaskHandle
 
 __all__ = [
     "AuthenticationError",
@@ -33,7 +33,10 @@ __all__ = [
     "InvalidServerURL",
     "Message",
     "Settings",
+    "BlockingTask",
     "Task",
+    "TaskFailed",
+    "TaskHandle",
     "connect_to_network",
     "connect_to_network_blocking",
     "get_connector",

@@ -14,7 +14,9 @@ from typing import Any, Dict, List, Optional, Sequence
 from . import _native, settings as settings_module
 from ._native import Message
 from .bot import _history_path, native_arguments
-from .handlers import H, HandlerRegistry, call_logged
+from ._native import ClawBotError
+from .handlers import H, HandlerRegistry, call_logged, logger
+from .task import BlockingTask, Task
 from .settings import DEFAULT_GROUP, Settings
 
 
@@ -75,8 +77,42 @@ class BlockingBot(HandlerRegistry):
             if message is None:
                 return handled
             handled += 1
-            for handler, argument, _ in self._calls(message, self.bot_id):
+            calls = self._calls(message, self.bot_id)
+            if message.type == "task_assigned":
+                self._run_task_handlers(calls)
+                continue
+            for handler, argument, _ in calls:
                 call_logged(handler, argument)
+
+    def _task_for(self, message: Message) -> Task:
+        return BlockingTask(message, self._native)
+
+    def _run_task_handlers(self, calls: List[Any]) -> None:
+        for handler, task, _ in calls:
+            try:
+                if task.status == "assigned":
+                    task.accept()
+                result = handler(task)
+            except ClawBotError as error:
+                logger.warning("task %s: %s", task.id, error)
+                continue
+            except Exception as error:
+                logger.exception("task handler %s failed", getattr(handler, "__qualname__", handler))
+                if not task.finished:
+                    task.fail(f"{type(error).__name__}: {error}")
+                continue
+            if not task.finished:
+                task.complete(result)
+
+    def assign_task(self, title: str, *, to: Optional[str] = None, capability: Optional[str] = None,
+                    description: str = "", payload: Any = None, idempotency_key: Optional[str] = None) -> Dict[str, Any]:
+        """Assigns a task; returns it as the hub stored it (a dict)."""
+        request: Dict[str, Any] = {"title": title, "description": description}
+        for key, value in (("assigneeId", to), ("capability", capability), ("payload", payload),
+                           ("idempotencyKey", idempotency_key)):
+            if value is not None:
+                request[key] = value
+        return self._native.assign_task_blocking(json.dumps(request))
 
     def run_forever(self) -> None:
         """Handles events until :meth:`disconnect` or Ctrl-C."""

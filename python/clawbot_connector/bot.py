@@ -10,8 +10,9 @@ from typing import Any, Dict, Generator, List, Optional, Sequence
 from urllib.parse import quote
 
 from . import _native, settings as settings_module
-from ._native import Message
+from ._native import ClawBotError, Message
 from .handlers import HandlerRegistry, call_logged
+from .task import TERMINAL, Task, TaskHandle
 from .settings import DEFAULT_GROUP, Settings
 
 logger = logging.getLogger("clawbot_connector")
@@ -38,6 +39,9 @@ class ClawBotConnector(HandlerRegistry):
         self.settings = settings
         self._joined: List[str] = list(settings.groups)
         self._closed = asyncio.Event()
+        self._handles: Dict[str, TaskHandle] = {}
+        # Updates that arrived before `assign_task` returned its handle.
+        self._early_updates: Dict[str, List[Message]] = {}
         self._pump = asyncio.get_running_loop().create_task(self._dispatch_events())
 
     @property
@@ -60,7 +64,13 @@ class ClawBotConnector(HandlerRegistry):
                 message = await self._native.next_event()
                 if message is None:
                     break
-                for handler, argument, is_async in self._calls(message, self.bot_id):
+                if message.type == "task_update":
+                    self._route_update(message)
+                calls = self._calls(message, self.bot_id)
+                if message.type == "task_assigned":
+                    await self._run_task_handlers(calls)
+                    continue
+                for handler, argument, is_async in calls:
                     result = call_logged(handler, argument)
                     if is_async or inspect.isawaitable(result):
                         try:
@@ -69,6 +79,88 @@ class ClawBotConnector(HandlerRegistry):
                             logger.exception("handler %s failed", getattr(handler, "__qualname__", handler))
         finally:
             self._closed.set()
+
+    def _task_for(self, message: Message) -> Task:
+        return Task(message, self._native)
+
+    async def _run_task_handlers(self, calls: List[Any]) -> None:
+        """Accepts the task, runs the handlers, and finishes it with the
+        first handler's return value, or fails it with its exception."""
+        for handler, task, is_async in calls:
+            try:
+                if task.status == "assigned":
+                    await task.accept()
+                result = handler(task)
+                if is_async or inspect.isawaitable(result):
+                    result = await result
+            except ClawBotError as error:
+                logger.warning("task %s: %s", task.id, error)
+                continue
+            except Exception as error:
+                logger.exception("task handler %s failed", getattr(handler, "__qualname__", handler))
+                if not task.finished:
+                    await self._quietly(task.fail(f"{type(error).__name__}: {error}"))
+                continue
+            if not task.finished:
+                await self._quietly(task.complete(result))
+
+    @staticmethod
+    async def _quietly(change: Any) -> None:
+        try:
+            await change
+        except ClawBotError as error:
+            logger.warning("task change refused: %s", error)
+
+    def _route_update(self, message: Message) -> None:
+        task_id = str(message["task"]["id"])
+        handle = self._handles.get(task_id)
+        if handle is None:
+            early = self._early_updates.setdefault(task_id, [])
+            early.append(message)
+            if len(self._early_updates) > 1000:
+                self._early_updates.pop(next(iter(self._early_updates)))
+            return
+        handle._update(message["task"], message["change"])
+        if handle.status in TERMINAL:
+            self._handles.pop(task_id, None)
+
+    async def assign_task(
+        self,
+        title: str,
+        *,
+        to: Optional[str] = None,
+        capability: Optional[str] = None,
+        description: str = "",
+        payload: Any = None,
+        deadline: Any = None,
+        idempotency_key: Optional[str] = None,
+        priority: Any = None,
+        max_attempts: Optional[int] = None,
+        group: Optional[str] = None,
+    ) -> TaskHandle:
+        """Assigns a task to agent ``to`` or to the least busy online agent
+        with ``capability``; returns a :class:`TaskHandle` (``await`` it for
+        the result). ``deadline`` is a datetime or an ISO 8601 string; an
+        ``idempotency_key`` makes a retry return the same task."""
+        request: Dict[str, Any] = {"title": title, "description": description}
+        for key, value in (
+            ("assigneeId", to),
+            ("capability", capability),
+            ("payload", payload),
+            ("deadline", deadline.isoformat() if hasattr(deadline, "isoformat") else deadline),
+            ("idempotencyKey", idempotency_key),
+            ("priority", priority),
+            ("maxAttempts", max_attempts),
+            ("groupId", group),
+        ):
+            if value is not None:
+                request[key] = value
+        task = await self._native.assign_task(json.dumps(request))
+        handle = TaskHandle(self._native, task)
+        self._handles[handle.id] = handle
+        for message in self._early_updates.pop(handle.id, []):
+            handle._update(message["task"], message["change"])
+        return handle
 
     async def send_message(self, content: str, group: str = DEFAULT_GROUP) -> Dict[str, Any]:
         """Sends to a group; returns the hub's confirmation

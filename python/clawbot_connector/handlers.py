@@ -21,6 +21,7 @@ _ROUTES = {
     "direct_message": "direct_message",
     "mention": "mention",
     "task_assigned": "task",
+    "task_update": "task_update",
     "connected": "connect",
     "disconnected": "disconnect",
 }
@@ -65,6 +66,11 @@ class HandlerRegistry:
         """Tasks assigned to this agent; the handler gets a :class:`Task`."""
         return self._add("task", handler)
 
+    def on_task_update(self, handler: H) -> H:
+        """Changes of tasks this agent assigned or holds; the handler gets
+        the message (``msg['task']``, ``msg['change']``)."""
+        return self._add("task_update", handler)
+
     def on_connect(self, handler: H) -> H:
         """Called after every (re)connection."""
         return self._add("connect", handler)
@@ -82,7 +88,7 @@ class HandlerRegistry:
         # would loop.
         if kind == "message" and message.sender == own_id:
             return []
-        argument: Any = Task(message) if kind == "task" else message
+        argument: Any = self._task_for(message) if kind == "task" else message
         calls = []
         for handler, group, is_async in self._handlers[kind]:
             if group is not None and message.group_id != group:
@@ -92,6 +98,10 @@ class HandlerRegistry:
             else:
                 calls.append((handler, argument, is_async))
         return calls
+
+
+    def _task_for(self, message: Message) -> Task:
+        return Task(message)
 
 
 def call_logged(handler: Handler, argument: Any) -> Any:

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clawbot_connector::protocol::AgentInfo;
+use clawbot_connector::protocol::{AgentInfo, AssignTask, TaskView};
 use clawbot_connector::{Client, ClientConfig, ClientError, Events, Sent};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -383,6 +383,65 @@ impl NativeClient {
         })
     }
 
+    /// Awaitable: creates a task from the JSON of an `assign_task` request;
+    /// resolves to the task (a dict).
+    fn assign_task<'py>(&self, py: Python<'py>, request: String) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        let request = parse_request(&request)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            task_result(client.assign_task(request).await)
+        })
+    }
+
+    fn assign_task_blocking(&self, py: Python<'_>, request: String) -> PyResult<JsonResult> {
+        let client = self.client.clone();
+        let request = parse_request(&request)?;
+        block_on(
+            py,
+            async move { task_result(client.assign_task(request).await) },
+        )
+    }
+
+    /// Awaitable: a task operation (`accept`, `progress`, `complete`,
+    /// `fail`, `cancel`); resolves to the task as it is afterwards.
+    #[pyo3(signature = (task_id, action, percent=None, note=None, result=None, error=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn change_task<'py>(
+        &self,
+        py: Python<'py>,
+        task_id: String,
+        action: String,
+        percent: Option<u8>,
+        note: Option<String>,
+        result: Option<String>,
+        error: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        let change = TaskChange::new(action, percent, note, result, error)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            task_result(change.apply(&client, &task_id).await)
+        })
+    }
+
+    #[pyo3(signature = (task_id, action, percent=None, note=None, result=None, error=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn change_task_blocking(
+        &self,
+        py: Python<'_>,
+        task_id: String,
+        action: String,
+        percent: Option<u8>,
+        note: Option<String>,
+        result: Option<String>,
+        error: Option<String>,
+    ) -> PyResult<JsonResult> {
+        let client = self.client.clone();
+        let change = TaskChange::new(action, percent, note, result, error)?;
+        block_on(py, async move {
+            task_result(change.apply(&client, &task_id).await)
+        })
+    }
+
     /// Awaitable: closes the connection.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
@@ -398,6 +457,68 @@ impl NativeClient {
             client.close().await;
             Ok(())
         })
+    }
+}
+
+fn parse_request(text: &str) -> PyResult<AssignTask> {
+    serde_json::from_str(text)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("bad task: {e}")))
+}
+
+fn task_result(result: Result<TaskView, ClientError>) -> PyResult<JsonResult> {
+    let task = result.map_err(to_py)?;
+    Ok(JsonResult(serde_json::to_value(task).unwrap_or_default()))
+}
+
+/// A task operation, checked before it is sent.
+enum TaskChange {
+    Accept,
+    Progress(u8, String),
+    Complete(serde_json::Value),
+    Fail(String),
+    Cancel,
+}
+
+impl TaskChange {
+    fn new(
+        action: String,
+        percent: Option<u8>,
+        note: Option<String>,
+        result: Option<String>,
+        error: Option<String>,
+    ) -> PyResult<Self> {
+        use pyo3::exceptions::PyValueError;
+        Ok(match action.as_str() {
+            "accept" => TaskChange::Accept,
+            "progress" => TaskChange::Progress(
+                percent.ok_or_else(|| PyValueError::new_err("progress needs percent"))?,
+                note.unwrap_or_default(),
+            ),
+            "complete" => TaskChange::Complete(match result {
+                None => serde_json::Value::Null,
+                Some(text) => serde_json::from_str(&text)
+                    .map_err(|e| PyValueError::new_err(format!("result is not JSON: {e}")))?,
+            }),
+            "fail" => TaskChange::Fail(error.unwrap_or_else(|| "failed".into())),
+            "cancel" => TaskChange::Cancel,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown task action '{other}'"
+                )))
+            }
+        })
+    }
+
+    async fn apply(self, client: &Client, task_id: &str) -> Result<TaskView, ClientError> {
+        match self {
+            TaskChange::Accept => client.accept_task(task_id).await,
+            TaskChange::Progress(percent, note) => {
+                client.task_progress(task_id, percent, &note).await
+            }
+            TaskChange::Complete(result) => client.complete_task(task_id, result).await,
+            TaskChange::Fail(error) => client.fail_task(task_id, &error).await,
+            TaskChange::Cancel => client.cancel_task(task_id).await,
+        }
     }
 }
 

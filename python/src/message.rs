@@ -92,6 +92,17 @@ impl Message {
                 payload: Some(to_python(py, &task)?),
                 ..Message::blank("task_assigned")
             },
+            Event::TaskUpdate { seq, task, change } => {
+                let payload = serde_json::json!({ "task": task, "change": change });
+                Message {
+                    seq: Some(seq),
+                    id: Some(task.id.clone()),
+                    sender: Some(change.actor.clone()),
+                    timestamp: Some(change.at.clone()),
+                    payload: Some(to_python(py, &payload)?),
+                    ..Message::blank("task_update")
+                }
+            }
             Event::System {
                 group_id,
                 content,
@@ -157,6 +168,14 @@ impl Message {
         match self.r#type.as_str() {
             "task_assigned" => {
                 fields.push(("task", self.payload.as_ref().map(|p| p.clone_ref(py))))
+            }
+            "task_update" => {
+                if let Some(payload) = &self.payload {
+                    let payload = payload.bind(py);
+                    for key in ["task", "change"] {
+                        fields.push((key, payload.get_item(key).ok().map(|v| v.unbind())));
+                    }
+                }
             }
             "agent_list" => fields.push(("agents", self.payload.as_ref().map(|p| p.clone_ref(py)))),
             _ => {}

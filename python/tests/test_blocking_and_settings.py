@@ -40,8 +40,8 @@ def test_ctrl_c_stops_a_blocking_wait(hub, tmp_path):
         import sys
         from clawbot_connector import connect_to_network_blocking
         bot = connect_to_network_blocking(**{args!r})
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)
             bot.run_forever()
         except KeyboardInterrupt:
             print("interrupted", flush=True)

@@ -39,7 +39,8 @@ impl HubError {
             ErrorCode::UnknownGroup | ErrorCode::UnknownAgent | ErrorCode::NotFound => {
                 StatusCode::NOT_FOUND
             }
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict | ErrorCode::InvalidTransition => StatusCode::CONFLICT,
+            ErrorCode::UnknownCapability => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -274,7 +274,7 @@ async fn rest_endpoints_keep_the_original_shapes() {
     assert_eq!(assigned["task"]["title"], "Deploy");
     let tasks = hub.admin_get("/api/tasks").await;
     assert_eq!(tasks[0]["assignee_id"], "alice");
-    assert_eq!(tasks[0]["status"], "pending");
+    assert_eq!(tasks[0]["status"], "assigned");
     assert_eq!(tasks[0]["priority"], "high");
 }
 

@@ -96,7 +96,7 @@ pub(super) async fn run(
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => break,
                 command = commands.recv() => match command {
-                    Some(Command::Request(request)) => pending.push_back(request),
+                    Some(Command::Request(request)) => pending.push_back(*request),
                     Some(Command::Close(done)) => {
                         fail_all(&mut pending, ClientError::Closed);
                         let _ = done.send(());
@@ -327,7 +327,7 @@ impl Session<'_> {
                 }
                 command = commands.recv() => match command {
                     Some(Command::Request(request)) => {
-                        if let Err(error) = self.write(request).await {
+                        if let Err(error) = self.write(*request).await {
                             return Ended::Lost(error.to_string());
                         }
                     }
@@ -391,6 +391,7 @@ impl Session<'_> {
             | ServerFrame::Joined { .. }
             | ServerFrame::Left { .. }
             | ServerFrame::HeartbeatAck { .. }
+            | ServerFrame::TaskState { .. }
             | ServerFrame::Error(_) => {
                 self.answer(frame);
                 return Ok(());
@@ -399,6 +400,11 @@ impl Session<'_> {
             ServerFrame::DirectMessage(message) => Event::DirectMessage(message),
             ServerFrame::Mention(mention) => Event::Mention(mention),
             ServerFrame::TaskAssigned { seq, task } => Event::TaskAssigned { seq, task },
+            ServerFrame::TaskUpdate { seq, task, change } => Event::TaskUpdate {
+                seq,
+                task: Box::new(task),
+                change,
+            },
             ServerFrame::System {
                 content,
                 group_id,

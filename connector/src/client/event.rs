@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::protocol::{AgentSummary, DirectMessage, GroupMessage, Mention};
+use crate::protocol::{AgentSummary, DirectMessage, GroupMessage, Mention, TaskChange, TaskView};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -22,6 +22,12 @@ pub enum Event {
         seq: i64,
         task: Value,
     },
+    /// A task this agent assigned or holds changed.
+    TaskUpdate {
+        seq: i64,
+        task: Box<TaskView>,
+        change: TaskChange,
+    },
     /// A group notice such as "<name> joined the group".
     System {
         group_id: String,
@@ -39,7 +45,7 @@ impl Event {
             Event::Message(m) => Some(m.seq),
             Event::DirectMessage(m) => Some(m.seq),
             Event::Mention(m) => Some(m.seq),
-            Event::TaskAssigned { seq, .. } => Some(*seq),
+            Event::TaskAssigned { seq, .. } | Event::TaskUpdate { seq, .. } => Some(*seq),
             _ => None,
         }
     }

@@ -29,7 +29,7 @@ pub use error::ClientError;
 pub use event::Event;
 pub use rest::HistoryPage;
 
-use crate::protocol::{AgentSummary, ClientFrame, ServerFrame};
+use crate::protocol::{AgentSummary, AssignTask, ClientFrame, ServerFrame, TaskView};
 
 /// Events buffered between the connection task and the application.
 const EVENT_BUFFER: usize = 4096;
@@ -55,7 +55,8 @@ struct Request {
 }
 
 enum Command {
-    Request(Request),
+    /// Boxed: a request (a task, say) is much larger than a close.
+    Request(Box<Request>),
     Close(oneshot::Sender<()>),
 }
 
@@ -95,7 +96,7 @@ pub struct Events {
     taken: Option<i64>,
 }
 
-/// Connects, registers, joins `config.groups`, and returns once registered.
+/// Connects, registers, joins `config.groups`, and returns once they are joined.
 /// Fails fast if the URL is bad, the hub is unreachable, or it refuses the
 /// token or the agent id; after that, the client reconnects by itself.
 pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
@@ -105,12 +106,14 @@ pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientErr
     let shared = Arc::new(Shared {
         agent_id: config.agent.id.clone(),
         token: Mutex::new(config.token.clone()),
-        groups: Mutex::new(config.groups.iter().cloned().collect()),
+        // Filled by the joins below, so reconnects rejoin them.
+        groups: Mutex::new(BTreeSet::new()),
         processed: AtomicI64::new(config.last_seq.unwrap_or(0)),
         online: Mutex::new(Vec::new()),
         connected,
         rest,
     });
+    let groups = config.groups.clone();
     let (commands, command_receiver) = mpsc::unbounded_channel();
     let (event_sender, receiver) = mpsc::channel(EVENT_BUFFER);
     let (first, first_result) = oneshot::channel();
@@ -139,6 +142,14 @@ pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientErr
         commands,
         shared: Arc::clone(&shared),
     };
+    // Return only once the groups are joined, so that nothing sent after
+    // `connect` can reach a group before this agent is in it.
+    for group in &groups {
+        if let Err(error) = client.join_group(group).await {
+            client.close().await;
+            return Err(error);
+        }
+    }
     Ok((
         client,
         Events {
@@ -178,10 +189,10 @@ impl Client {
     async fn request(&self, frame: ClientFrame) -> Result<ServerFrame, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Request(Request {
+            .send(Command::Request(Box::new(Request {
                 frame,
                 reply: Some(reply),
-            }))
+            })))
             .map_err(|_| ClientError::Closed)?;
         let frame = answer.await.map_err(|_| ClientError::Closed)??;
         match frame {
@@ -254,6 +265,69 @@ impl Client {
         })
         .await?;
         Ok(())
+    }
+
+    async fn task_request(&self, frame: ClientFrame) -> Result<TaskView, ClientError> {
+        match self.request(frame).await? {
+            ServerFrame::TaskState { task } => Ok(task),
+            other => Err(ClientError::Protocol(format!(
+                "expected 'task_state', got {other:?}"
+            ))),
+        }
+    }
+
+    /// Creates a task (for `assignee_id` or any agent with `capability`).
+    /// Give it an `idempotency_key` so a retry cannot create a second one.
+    pub async fn assign_task(&self, task: AssignTask) -> Result<TaskView, ClientError> {
+        self.task_request(ClientFrame::AssignTask(task)).await
+    }
+
+    pub async fn accept_task(&self, task_id: &str) -> Result<TaskView, ClientError> {
+        self.task_request(ClientFrame::TaskAccept {
+            task_id: task_id.to_owned(),
+        })
+        .await
+    }
+
+    pub async fn task_progress(
+        &self,
+        task_id: &str,
+        percent: u8,
+        note: &str,
+    ) -> Result<TaskView, ClientError> {
+        self.task_request(ClientFrame::TaskProgress {
+            task_id: task_id.to_owned(),
+            percent,
+            note: note.to_owned(),
+        })
+        .await
+    }
+
+    pub async fn complete_task(
+        &self,
+        task_id: &str,
+        result: serde_json::Value,
+    ) -> Result<TaskView, ClientError> {
+        self.task_request(ClientFrame::TaskComplete {
+            task_id: task_id.to_owned(),
+            result,
+        })
+        .await
+    }
+
+    pub async fn fail_task(&self, task_id: &str, error: &str) -> Result<TaskView, ClientError> {
+        self.task_request(ClientFrame::TaskFail {
+            task_id: task_id.to_owned(),
+            error: error.to_owned(),
+        })
+        .await
+    }
+
+    pub async fn cancel_task(&self, task_id: &str) -> Result<TaskView, ClientError> {
+        self.task_request(ClientFrame::TaskCancel {
+            task_id: task_id.to_owned(),
+        })
+        .await
     }
 
     /// A page of a group's history over REST, oldest first.

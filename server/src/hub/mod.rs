@@ -10,12 +10,13 @@ pub mod membership;
 pub mod messaging;
 pub mod outbox;
 pub mod session;
+mod task_supervisor;
 pub mod tasks;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clawbot_connector::protocol::{AgentStatus, AgentSummary, ServerFrame, CLOSE_REPLACED};
 use tokio::sync::Notify;
@@ -60,6 +61,12 @@ struct Shared {
     /// Open WebSocket connections, so shutdown can wait for them to save
     /// their cursors.
     connections: TaskTracker,
+    /// When each offline agent that was online since start went away; an
+    /// agent not in here and not online has been away since `started`.
+    offline_since: Mutex<HashMap<String, Instant>>,
+    started: Instant,
+    /// Wakes the task supervisor: an agent came, a task ended or waits.
+    tasks_changed: Notify,
     shutdown: CancellationToken,
 }
 
@@ -107,11 +114,15 @@ impl Hub {
                 presence_changed: Notify::new(),
                 next_conn_id: AtomicU64::new(1),
                 connections: TaskTracker::new(),
+                offline_since: Mutex::new(HashMap::new()),
+                started: Instant::now(),
+                tasks_changed: Notify::new(),
                 shutdown,
             }),
         };
         tokio::spawn(hub.clone().broadcast_presence());
         tokio::spawn(hub.clone().flush_cursors_periodically());
+        tokio::spawn(task_supervisor::supervise(hub.clone()));
         Ok(hub)
     }
 
@@ -187,6 +198,53 @@ impl Hub {
             .owner_other_than(agent_id, name)
     }
 
+    /// Wakes the task supervisor.
+    pub fn tasks_changed(&self) {
+        self.shared.tasks_changed.notify_one();
+    }
+
+    /// How long an agent has been offline; `None` while it is online.
+    pub fn offline_for(&self, agent_id: &str) -> Option<Duration> {
+        if self.is_online(agent_id) {
+            return None;
+        }
+        let since = lock(&self.shared.offline_since)
+            .get(agent_id)
+            .copied()
+            .unwrap_or(self.shared.started);
+        Some(since.elapsed())
+    }
+
+    /// Online agents that declared `capability`, by id.
+    pub fn online_with_capability(&self, capability: &str) -> Vec<String> {
+        let online: Vec<String> = lock(&self.shared.sessions).keys().cloned().collect();
+        let profiles = self
+            .shared
+            .profiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut capable: Vec<String> = online
+            .into_iter()
+            .filter(|id| {
+                profiles
+                    .get(id)
+                    .is_some_and(|agent| agent.capabilities.iter().any(|c| c == capability))
+            })
+            .collect();
+        capable.sort();
+        capable
+    }
+
+    /// Whether any known agent, online or not, declared `capability`.
+    pub fn capability_known(&self, capability: &str) -> bool {
+        self.shared
+            .profiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|agent| agent.capabilities.iter().any(|c| c == capability))
+    }
+
     pub fn agent_name(&self, agent_id: &str) -> Option<String> {
         self.shared
             .profiles
@@ -206,7 +264,9 @@ impl Hub {
                 .outbox
                 .close(CLOSE_REPLACED, "replaced by a newer connection");
         }
+        lock(&self.shared.offline_since).remove(&session.agent_id);
         self.shared.presence_changed.notify_one();
+        self.tasks_changed();
         previous
     }
 
@@ -220,6 +280,7 @@ impl Hub {
                 .is_some_and(|live| live.conn_id == session.conn_id);
             if current {
                 sessions.remove(&session.agent_id);
+                lock(&self.shared.offline_since).insert(session.agent_id.clone(), Instant::now());
             }
             current
         };

@@ -6,12 +6,16 @@ use clawbot_connector::protocol::{ServerFrame, PROTOCOL_V2};
 
 use super::outbox::{Outbox, Outgoing};
 use super::Hub;
+use crate::store::event::Event;
 use crate::store::messages;
 
 /// Events read from the store per catch-up step.
 const CATCH_UP_PAGE: usize = 1000;
 /// Events per legacy `offline_messages` frame.
 const OFFLINE_BATCH: usize = 500;
+/// Content bytes per legacy batch (the frame is split further by size
+/// when written).
+const OFFLINE_BATCH_BYTES: usize = 512 * 1024;
 
 pub struct Session {
     /// Distinguishes this connection from a later one of the same agent, so
@@ -66,17 +70,14 @@ pub async fn catch_up(hub: Hub, session: Arc<Session>) {
         };
         if let Some(last) = page.last() {
             after = last.seq;
-            if session.is_v2() {
-                for event in page {
-                    outbox.push_backlog(Outgoing::Event(event));
+            // Items go in one at a time, each only when the outbox has room
+            // (by count and by bytes), so large events cannot pile up.
+            for item in backlog_items(page, session.is_v2()) {
+                wait_for_room(outbox).await;
+                if outbox.is_closed() {
+                    return;
                 }
-            } else {
-                let mut page = page;
-                while !page.is_empty() {
-                    let rest = page.split_off(page.len().min(OFFLINE_BATCH));
-                    outbox.push_backlog(Outgoing::OfflineBatch(page));
-                    page = rest;
-                }
+                outbox.push_backlog(item);
             }
             continue;
         }
@@ -87,6 +88,32 @@ pub async fn catch_up(hub: Hub, session: Arc<Session>) {
             return;
         }
     }
+}
+
+/// A page as outbox items: one per event for v2 clients; for legacy
+/// clients `offline_messages` batches of at most [`OFFLINE_BATCH`] events
+/// and about [`OFFLINE_BATCH_BYTES`] of content.
+fn backlog_items(page: Vec<Arc<Event>>, v2: bool) -> Vec<Outgoing> {
+    if v2 {
+        return page.into_iter().map(Outgoing::Event).collect();
+    }
+    let mut items = Vec::new();
+    let mut batch: Vec<Arc<Event>> = Vec::new();
+    let mut bytes = 0;
+    for event in page {
+        if !batch.is_empty()
+            && (batch.len() >= OFFLINE_BATCH || bytes + event.content.len() > OFFLINE_BATCH_BYTES)
+        {
+            items.push(Outgoing::OfflineBatch(std::mem::take(&mut batch)));
+            bytes = 0;
+        }
+        bytes += event.content.len();
+        batch.push(event);
+    }
+    if !batch.is_empty() {
+        items.push(Outgoing::OfflineBatch(batch));
+    }
+    items
 }
 
 /// Waits until at most half the outbox is in use, so a long backlog streams

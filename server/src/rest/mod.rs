@@ -50,6 +50,7 @@ pub struct ErrorResponse {
         tasks::list,
         tasks::get,
         tasks::create,
+        tasks::change,
         tokens::create,
         tokens::list,
         tokens::revoke,
@@ -77,6 +78,7 @@ pub fn router(hub: Hub) -> Router {
         )
         .route("/api/tasks", get(tasks::list).post(tasks::create))
         .route("/api/tasks/{id}", get(tasks::get))
+        .route("/api/tasks/{id}/{action}", post(tasks::change))
         .route("/api/tokens", get(tokens::list).post(tokens::create))
         .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/ws", get(crate::ws::upgrade))

@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use clawbot_connector::protocol::{DirectMessage, GroupMessage, Mention, ServerFrame};
+use clawbot_connector::protocol::{
+    DirectMessage, GroupMessage, Mention, ServerFrame, TaskChange, TaskView,
+};
 use serde_json::Value;
 
 use crate::hub::outbox::Rendered;
@@ -15,6 +17,9 @@ pub enum EventKind {
     DirectMessage,
     Mention,
     TaskAssigned,
+    /// A change of a task, addressed to its assigner or assignee; the
+    /// content is `{"task": ..., "change": ...}`.
+    TaskUpdate,
 }
 
 impl EventKind {
@@ -24,6 +29,7 @@ impl EventKind {
             EventKind::DirectMessage => "direct_message",
             EventKind::Mention => "mention",
             EventKind::TaskAssigned => "task_assigned",
+            EventKind::TaskUpdate => "task_update",
         }
     }
 
@@ -33,6 +39,7 @@ impl EventKind {
             "direct_message" => EventKind::DirectMessage,
             "mention" => EventKind::Mention,
             "task_assigned" => EventKind::TaskAssigned,
+            "task_update" => EventKind::TaskUpdate,
             _ => return None,
         })
     }
@@ -150,6 +157,24 @@ impl Event {
                 seq: self.seq,
                 task: serde_json::from_str(&self.content).unwrap_or(Value::Null),
             },
+            EventKind::TaskUpdate => {
+                #[derive(serde::Deserialize)]
+                struct Stored {
+                    task: TaskView,
+                    change: TaskChange,
+                }
+                match serde_json::from_str::<Stored>(&self.content) {
+                    Ok(stored) => ServerFrame::TaskUpdate {
+                        seq: self.seq,
+                        task: stored.task,
+                        change: stored.change,
+                    },
+                    Err(_) => ServerFrame::error(
+                        clawbot_connector::protocol::ErrorCode::Internal,
+                        "an unreadable task update",
+                    ),
+                }
+            }
         }
     }
 

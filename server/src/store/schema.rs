@@ -102,6 +102,39 @@ pub fn migrations() -> Migrations<'static> {
             WHERE id IN (SELECT agent_id FROM tokens WHERE kind = 'agent');
         "#,
         ),
+        // The task lifecycle: capability routing, attempts, deadlines,
+        // progress, results, idempotency, and every transition's history.
+        M::up(
+            r#"
+        ALTER TABLE tasks ADD COLUMN capability TEXT;
+        ALTER TABLE tasks ADD COLUMN payload TEXT;            -- JSON
+        ALTER TABLE tasks ADD COLUMN result TEXT;             -- JSON
+        ALTER TABLE tasks ADD COLUMN error TEXT;
+        ALTER TABLE tasks ADD COLUMN progress_percent INTEGER;
+        ALTER TABLE tasks ADD COLUMN progress_note TEXT;
+        ALTER TABLE tasks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE tasks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3;
+        ALTER TABLE tasks ADD COLUMN deadline TEXT;           -- ISO 8601 UTC
+        ALTER TABLE tasks ADD COLUMN idempotency_key TEXT;
+        ALTER TABLE tasks ADD COLUMN assigned_at TEXT;
+        CREATE UNIQUE INDEX tasks_idempotency
+            ON tasks (COALESCE(assigner_id, ''), idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        CREATE INDEX tasks_by_status ON tasks (status);
+        CREATE INDEX tasks_by_assigner ON tasks (assigner_id);
+
+        CREATE TABLE task_history (
+            id       INTEGER PRIMARY KEY,
+            task_id  TEXT NOT NULL,
+            status   TEXT NOT NULL,
+            actor    TEXT NOT NULL,
+            at       TEXT NOT NULL,
+            percent  INTEGER,
+            note     TEXT
+        ) STRICT;
+        CREATE INDEX task_history_by_task ON task_history (task_id, id);
+        "#,
+        ),
     ])
 }
 

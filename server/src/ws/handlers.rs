@@ -10,6 +10,7 @@ use crate::error::HubError;
 use crate::hub::messaging::{Posted, Sender};
 use crate::hub::outbox::Outbox;
 use crate::hub::session::{catch_up, Session};
+use crate::hub::tasks::{Actor, TaskOp};
 use crate::hub::{render, Hub};
 use crate::ids;
 use crate::store::tokens::{self, TokenKind};
@@ -277,7 +278,59 @@ impl Connection {
                 timestamp: now_iso(),
             }),
             ClientFrame::Ack { seq } => session.outbox.confirm(seq),
+            ClientFrame::AssignTask(request) => {
+                if request
+                    .assigner_id
+                    .as_ref()
+                    .is_some_and(|assigner| assigner != &session.agent_id)
+                {
+                    return Err(HubError::new(
+                        ErrorCode::Forbidden,
+                        "assignerId must be the registered agent",
+                    ));
+                }
+                let body = match serde_json::to_value(&request) {
+                    Ok(serde_json::Value::Object(body)) => body,
+                    _ => serde_json::Map::new(),
+                };
+                let (task, _) = self
+                    .hub
+                    .create_task(Some(session.agent_id.clone()), request, body)
+                    .await?;
+                self.reply(&ServerFrame::TaskState { task });
+            }
+            ClientFrame::TaskAccept { task_id } => {
+                self.task_op(session, &task_id, TaskOp::Accept).await?
+            }
+            ClientFrame::TaskProgress {
+                task_id,
+                percent,
+                note,
+            } => {
+                self.task_op(session, &task_id, TaskOp::Progress { percent, note })
+                    .await?
+            }
+            ClientFrame::TaskComplete { task_id, result } => {
+                self.task_op(session, &task_id, TaskOp::Complete { result })
+                    .await?
+            }
+            ClientFrame::TaskFail { task_id, error } => {
+                self.task_op(session, &task_id, TaskOp::Fail { error })
+                    .await?
+            }
+            ClientFrame::TaskCancel { task_id } => {
+                self.task_op(session, &task_id, TaskOp::Cancel).await?
+            }
         }
+        Ok(())
+    }
+
+    async fn task_op(&self, session: &Session, task_id: &str, op: TaskOp) -> Result<(), HubError> {
+        let task = self
+            .hub
+            .change_task(Actor::Agent(session.agent_id.clone()), task_id, op)
+            .await?;
+        self.reply(&ServerFrame::TaskState { task });
         Ok(())
     }
 

@@ -37,7 +37,12 @@ impl TestHub {
     }
 
     pub async fn start_with(args: &[&str]) -> TestHub {
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        if std::env::var_os("CLAWBOT_KEEP_TEST_DIRS").is_some() {
+            // For debugging a failure: keep the data and the hub's log.
+            dir.disable_cleanup(true);
+            eprintln!("hub directory: {}", dir.path().display());
+        }
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let (child, http, ws) = spawn(dir.path(), &args).await;
         TestHub {
@@ -198,6 +203,20 @@ impl TestHub {
             .await;
         let registered = client.expect("registered").await;
         assert_eq!(registered["agentId"], id);
+        client
+    }
+
+    /// A v2 client with these capabilities, registered, its backlog read.
+    pub async fn worker(&self, id: &str, capabilities: &[&str]) -> Client {
+        let token = self.agent_token(id).await;
+        let mut client = self.connect(Some(&token)).await;
+        client.token = Some(token);
+        client
+            .send(json!({"type": "register", "protocol": 2,
+                "agent": {"id": id, "name": id, "capabilities": capabilities}}))
+            .await;
+        client.expect("registered").await;
+        client.backlog().await;
         client
     }
 
