@@ -54,6 +54,15 @@ pub struct Cli {
     /// Default 33554432 (32 MiB).
     #[arg(long, env = "CLAWBOT_MAX_QUEUE_BYTES")]
     pub max_queue_bytes: Option<usize>,
+    /// The URL machines use to reach this hub (e.g. behind a proxy:
+    /// https://hub.example.com); the installer is filled in with it.
+    /// Default: taken from each request's Host header.
+    #[arg(long, env = "CLAWBOT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Where the wheels offered at /downloads/ are. Default
+    /// `<data dir>/downloads`.
+    #[arg(long, env = "CLAWBOT_DOWNLOADS_DIR")]
+    pub downloads_dir: Option<PathBuf>,
     /// SQLite `synchronous` setting: full (default) or normal.
     #[arg(long, env = "CLAWBOT_SYNCHRONOUS")]
     pub synchronous: Option<Synchronous>,
@@ -81,6 +90,8 @@ struct FileConfig {
     idle_timeout_secs: Option<u64>,
     max_queue: Option<usize>,
     max_queue_bytes: Option<usize>,
+    public_url: Option<String>,
+    downloads_dir: Option<PathBuf>,
     synchronous: Option<Synchronous>,
 }
 
@@ -102,6 +113,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub max_queue: usize,
     pub max_queue_bytes: usize,
+    pub public_url: Option<String>,
+    pub downloads_dir: PathBuf,
     pub synchronous: Synchronous,
 }
 
@@ -129,6 +142,11 @@ impl Cli {
             None => FileConfig::default(),
         };
         let config = self.resolve_with(file);
+        if let Some(url) = &config.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("--public-url must start with http:// or https://");
+            }
+        }
         if config.ping_interval.is_zero()
             || config.max_queue == 0
             || config.max_body_bytes == 0
@@ -150,6 +168,10 @@ impl Cli {
             .max_body_bytes
             .or(file.max_body_bytes)
             .unwrap_or(64 * 1024);
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(default_data_dir);
         Config {
             port: self.port.or(file.port).unwrap_or(3001),
             ws_port: self.ws_port.or(file.ws_port).unwrap_or(3002),
@@ -157,10 +179,15 @@ impl Cli {
                 .bind
                 .or(file.bind)
                 .unwrap_or(IpAddr::from([0, 0, 0, 0])),
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(default_data_dir),
+            downloads_dir: self
+                .downloads_dir
+                .or(file.downloads_dir)
+                .unwrap_or_else(|| data_dir.join("downloads")),
+            data_dir,
+            public_url: self
+                .public_url
+                .or(file.public_url)
+                .map(|url| url.trim_end_matches('/').to_owned()),
             admin_token: self.token.or(file.token).filter(|t| !t.is_empty()),
             open: self.open || file.open.unwrap_or(false),
             max_body_bytes,

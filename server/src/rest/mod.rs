@@ -5,6 +5,7 @@ pub mod agents;
 pub mod auth;
 mod extract;
 pub mod groups;
+pub mod install;
 mod pagination;
 pub mod tasks;
 pub mod tokens;
@@ -54,6 +55,9 @@ pub struct ErrorResponse {
         tokens::create,
         tokens::list,
         tokens::revoke,
+        install::installer,
+        install::checksums,
+        install::download,
     ),
     components(schemas(ErrorResponse, ErrorCode))
 )]
@@ -82,6 +86,9 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/tokens", get(tokens::list).post(tokens::create))
         .route("/api/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/ws", get(crate::ws::upgrade))
+        .route("/install-clawbot.sh", get(install::installer))
+        .route("/downloads/SHA256SUMS", get(install::checksums))
+        .route("/downloads/{file}", get(install::download))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
