@@ -17,6 +17,7 @@
 #   --python P         CLAWBOT_PYTHON        python3 to use (3.9 or newer)
 #   --no-service       CLAWBOT_NO_SERVICE=1  do not install a LaunchAgent / systemd unit
 #   --uninstall                              remove everything this script created
+#   --print-launch-agent                     print the macOS LaunchAgent it would install
 #
 # Re-running upgrades in place and keeps the existing config.json.
 set -euo pipefail
@@ -30,6 +31,7 @@ GROUP_LIST="${CLAWBOT_GROUPS:-clawdbots}"
 PYTHON="${CLAWBOT_PYTHON:-python3}"
 NO_SERVICE="${CLAWBOT_NO_SERVICE:-0}"
 UNINSTALL=0
+PRINT_LAUNCH_AGENT=0
 INSTALL_DIR="$HOME/.clawbot-network"
 LAUNCH_AGENT="$HOME/Library/LaunchAgents/network.clawbot.connector.plist"
 SYSTEMD_UNIT="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user/clawbot-connector.service"
@@ -48,11 +50,42 @@ while [ $# -gt 0 ]; do
         --python) PYTHON="${2:?--python needs a value}"; shift 2 ;;
         --no-service) NO_SERVICE=1; shift ;;
         --uninstall) UNINSTALL=1; shift ;;
+        --print-launch-agent) PRINT_LAUNCH_AGENT=1; shift ;;
         -h|--help) sed -n '2,22p' "$0" 2>/dev/null || true; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
 done
 HUB_URL="${HUB_URL%/}"
+
+launch_agent_plist() {
+    cat <<PLIST
+<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+    <key>Label</key>
+    <string>network.clawbot.connector</string>
+    <key>ProgramArguments</key>
+    <array>
+        <string>$INSTALL_DIR/start.sh</string>
+    </array>
+    <key>RunAtLoad</key>
+    <true/>
+    <key>KeepAlive</key>
+    <true/>
+    <key>StandardOutPath</key>
+    <string>$INSTALL_DIR/connector.log</string>
+    <key>StandardErrorPath</key>
+    <string>$INSTALL_DIR/connector.log</string>
+</dict>
+</plist>
+PLIST
+}
+
+if [ "$PRINT_LAUNCH_AGENT" = 1 ]; then
+    launch_agent_plist
+    exit 0
+fi
 
 remove_service() {
     if [ -f "$LAUNCH_AGENT" ]; then
@@ -185,28 +218,7 @@ if [ "$NO_SERVICE" = 1 ]; then
     say "No service installed (--no-service); start it with $INSTALL_DIR/start.sh --background"
 elif [ "$(uname -s)" = "Darwin" ]; then
     mkdir -p "$(dirname "$LAUNCH_AGENT")"
-    cat > "$LAUNCH_AGENT" <<PLIST
-<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<plist version="1.0">
-<dict>
-    <key>Label</key>
-    <string>network.clawbot.connector</string>
-    <key>ProgramArguments</key>
-    <array>
-        <string>$INSTALL_DIR/start.sh</string>
-    </array>
-    <key>RunAtLoad</key>
-    <true/>
-    <key>KeepAlive</key>
-    <true/>
-    <key>StandardOutPath</key>
-    <string>$INSTALL_DIR/connector.log</string>
-    <key>StandardErrorPath</key>
-    <string>$INSTALL_DIR/connector.log</string>
-</dict>
-</plist>
-PLIST
+    launch_agent_plist > "$LAUNCH_AGENT"
     launchctl bootout "gui/$(id -u)" "$LAUNCH_AGENT" 2>/dev/null || true
     launchctl bootstrap "gui/$(id -u)" "$LAUNCH_AGENT" || die "launchctl could not load $LAUNCH_AGENT"
     say "Installed and started the LaunchAgent network.clawbot.connector"

@@ -14,15 +14,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "py-test-admin-token"
+# Read before any test isolates HOME and clears CLAWBOT_* variables.
+HUB_BIN = os.environ.get("CLAWBOT_HUB_BIN")
+WHEEL_DIR = os.environ.get("CLAWBOT_WHEEL_DIR")
+# Tools (cargo, rustup, maturin) need the real home's settings.
+TOOL_ENV = {
+    **os.environ,
+    "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(Path.home() / ".rustup")),
+    "CARGO_HOME": os.environ.get("CARGO_HOME", str(Path.home() / ".cargo")),
+}
 
 
 def hub_binary() -> Path:
-    explicit = os.environ.get("CLAWBOT_HUB_BIN")
-    if explicit:
-        return Path(explicit)
+    if HUB_BIN:
+        return Path(HUB_BIN)
     binary = ROOT / "target" / "debug" / "clawbot-hub"
     if not binary.exists():
-        subprocess.run(["cargo", "build", "-p", "clawbot-hub"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "-p", "clawbot-hub"], cwd=ROOT, check=True, env=TOOL_ENV)
     return binary
 
 

@@ -26,6 +26,10 @@ pub struct Session {
     /// 1 for legacy clients, 2 for v2.
     pub protocol: u32,
     pub outbox: Arc<Outbox>,
+    /// The newest seq when the agent registered: what is newer arrived
+    /// while it was online, and reaches a legacy client as ordinary frames
+    /// rather than in `offline_messages`.
+    pub registered_at_seq: i64,
 }
 
 impl Session {
@@ -72,7 +76,7 @@ pub async fn catch_up(hub: Hub, session: Arc<Session>) {
             after = last.seq;
             // Items go in one at a time, each only when the outbox has room
             // (by count and by bytes), so large events cannot pile up.
-            for item in backlog_items(page, session.is_v2()) {
+            for item in backlog_items(page, session.is_v2(), session.registered_at_seq) {
                 wait_for_room(outbox).await;
                 if outbox.is_closed() {
                     return;
@@ -91,9 +95,11 @@ pub async fn catch_up(hub: Hub, session: Arc<Session>) {
 }
 
 /// A page as outbox items: one per event for v2 clients; for legacy
-/// clients `offline_messages` batches of at most [`OFFLINE_BATCH`] events
-/// and about [`OFFLINE_BATCH_BYTES`] of content.
-fn backlog_items(page: Vec<Arc<Event>>, v2: bool) -> Vec<Outgoing> {
+/// clients, what was stored before they registered goes in
+/// `offline_messages` batches of at most [`OFFLINE_BATCH`] events and about
+/// [`OFFLINE_BATCH_BYTES`] of content, and what came after as ordinary
+/// frames.
+fn backlog_items(page: Vec<Arc<Event>>, v2: bool, registered_at_seq: i64) -> Vec<Outgoing> {
     if v2 {
         return page.into_iter().map(Outgoing::Event).collect();
     }
@@ -101,6 +107,14 @@ fn backlog_items(page: Vec<Arc<Event>>, v2: bool) -> Vec<Outgoing> {
     let mut batch: Vec<Arc<Event>> = Vec::new();
     let mut bytes = 0;
     for event in page {
+        if event.seq > registered_at_seq {
+            if !batch.is_empty() {
+                items.push(Outgoing::OfflineBatch(std::mem::take(&mut batch)));
+                bytes = 0;
+            }
+            items.push(Outgoing::Event(event));
+            continue;
+        }
         if !batch.is_empty()
             && (batch.len() >= OFFLINE_BATCH || bytes + event.content.len() > OFFLINE_BATCH_BYTES)
         {

@@ -191,6 +191,7 @@ impl Connection {
             name: record.name.clone(),
             protocol,
             outbox: Arc::clone(&self.outbox),
+            registered_at_seq: head,
         });
         let previous = self.hub.attach(Arc::clone(&session));
         // Resume where the agent left off: a v2 client says where; for a
@@ -216,9 +217,8 @@ impl Connection {
             resume_from,
             credential,
         });
-        if protocol < PROTOCOL_V2 {
-            self.outbox.push_frame(self.hub.agent_list_frame());
-        }
+        // Who is online, now rather than at the next presence broadcast.
+        self.outbox.push_frame(self.hub.agent_list_frame());
         tracing::info!(agent = %record.id, protocol, resume_from, "registered");
         tokio::spawn(catch_up(self.hub.clone(), Arc::clone(&session)));
         self.session = Some(session);

@@ -360,6 +360,26 @@ impl Client {
         }
     }
 
+    /// Legacy receipt: waits for the hub's checkpoint ping (an 8-byte seq)
+    /// that follows delivered frames, answers it, and makes sure the hub
+    /// has read the answer.
+    pub async fn answer_checkpoint(&mut self) {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no checkpoint ping in time")
+                .expect("the connection ended")
+                .expect("the connection failed");
+            if let Message::Ping(payload) = message {
+                if payload.len() == 8 {
+                    self.ws.send(Message::Pong(payload)).await.unwrap();
+                    break;
+                }
+            }
+        }
+        self.ping_pong().await;
+    }
+
     /// Proves the connection is alive and in order: a heartbeat round trip.
     pub async fn ping_pong(&mut self) {
         self.send(json!({"type": "heartbeat"})).await;
