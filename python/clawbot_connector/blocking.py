@@ -141,19 +141,10 @@ def connect_to_network_blocking(
     connect_timeout: Optional[float] = None,
 ) -> BlockingBot:
     """Like :func:`connect_to_network`, for code without an event loop."""
-    resolved = settings_module.resolve(
-        dict(
-            server_url=server_url,
-            token=token,
-            bot_id=bot_id,
-            bot_name=bot_name,
-            device=device,
-            capabilities=None if capabilities is None else list(capabilities),
-            groups=None if groups is None else list(groups),
-            role=role,
-            rest_url=rest_url,
-            connect_timeout=connect_timeout,
-        )
+    resolved = settings_module.resolve_arguments(
+        server_url=server_url, token=token, bot_id=bot_id, bot_name=bot_name, device=device,
+        capabilities=capabilities, groups=groups, role=role, rest_url=rest_url,
+        connect_timeout=connect_timeout,
     )
     native = _native.connect_blocking(**native_arguments(resolved))
     return BlockingBot(native, resolved)

@@ -14,7 +14,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 DEFAULT_SERVER_URL = "ws://127.0.0.1:3002"
 DEFAULT_GROUP = "clawdbots"
@@ -132,3 +132,33 @@ def resolve(arguments: Mapping[str, Any], file: Optional[Mapping[str, Any]] = No
         if key in merged:
             merged[key] = list(merged[key])
     return Settings(**merged)
+
+
+def resolve_arguments(
+    server_url: Optional[str] = None,
+    token: Optional[str] = None,
+    bot_id: Optional[str] = None,
+    bot_name: Optional[str] = None,
+    device: Optional[str] = None,
+    capabilities: Optional[Sequence[str]] = None,
+    groups: Optional[Sequence[str]] = None,
+    role: Optional[str] = None,
+    rest_url: Optional[str] = None,
+    connect_timeout: Optional[float] = None,
+) -> Settings:
+    """The keyword arguments of ``connect_to_network`` (and its blocking
+    twin), merged with the other sources by :func:`resolve`."""
+    return resolve(
+        dict(
+            server_url=server_url,
+            token=token,
+            bot_id=bot_id,
+            bot_name=bot_name,
+            device=device,
+            capabilities=None if capabilities is None else list(capabilities),
+            groups=None if groups is None else list(groups),
+            role=role,
+            rest_url=rest_url,
+            connect_timeout=connect_timeout,
+        )
+    )

@@ -118,6 +118,13 @@ impl Authenticator {
             .await
             .map_err(AuthError::Store)?;
         match record {
+            // A configured admin token replaces the generated one: setting
+            // --token is how the operator rotates it.
+            Some(record)
+                if record.kind == TokenKind::Admin && self.configured_admin_hash.is_some() =>
+            {
+                Err(AuthError::Unknown)
+            }
             Some(record) => Ok(match record.kind {
                 TokenKind::Admin => Principal::Admin,
                 TokenKind::Join => Principal::Join,

@@ -268,3 +268,17 @@ async fn open_mode_accepts_legacy_clients_without_a_token_and_warns() {
     other.expect_error("agent_claimed").await;
     assert_eq!(hub.get("/api/agents/claimed/inbox", None).await.0, 401);
 }
+
+#[tokio::test]
+async fn a_configured_admin_token_replaces_the_generated_one() {
+    let mut hub = TestHub::start_with(&[]).await;
+    let generated = std::fs::read_to_string(hub.data_dir().join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(hub.get("/api/tokens", Some(&generated)).await.0, 200);
+    hub.terminate().await;
+    hub.restart_with(&["--token", ADMIN]).await;
+    assert_eq!(hub.get("/api/tokens", Some(ADMIN)).await.0, 200);
+    assert_eq!(hub.get("/api/tokens", Some(&generated)).await.0, 401);
+}

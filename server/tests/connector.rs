@@ -114,6 +114,17 @@ async fn errors_are_typed() {
         ClientError::Unreachable { .. }
     ));
 
+    // wss:// is supported: against a plain socket the TLS handshake fails
+    // (not "TLS support not compiled in").
+    let mut tls = config(&hub, "alice", &token);
+    tls.server_url = hub.ws.replacen("ws://", "wss://", 1);
+    let error = connect(tls).await.err().unwrap();
+    assert!(
+        matches!(error, ClientError::Unreachable { .. }),
+        "{error:?}"
+    );
+    assert!(!error.to_string().contains("not compiled"), "{error}");
+
     let error = connect(config(&hub, "bob", &token)).await.err().unwrap();
     assert!(
         matches!(

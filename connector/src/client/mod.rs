@@ -100,6 +100,7 @@ pub struct Events {
 /// Fails fast if the URL is bad, the hub is unreachable, or it refuses the
 /// token or the agent id; after that, the client reconnects by itself.
 pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
+    install_tls_provider();
     config.ws_url()?;
     let rest = rest::Rest::new(config.rest_url()?);
     let (connected, _) = watch::channel(false);
@@ -404,6 +405,13 @@ impl Events {
     pub fn processed_seq(&self) -> i64 {
         self.shared.processed.load(Ordering::Relaxed)
     }
+}
+
+/// wss:// and https:// use rustls with the ring provider: pure Rust and
+/// assembly that builds anywhere the connector does (aws-lc would need
+/// cmake on every Mac). Installing it twice is harmless.
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn new_client_id() -> String {

@@ -37,6 +37,9 @@ impl TestHub {
     }
 
     pub async fn start_with(args: &[&str]) -> TestHub {
+        // reqwest is built with TLS but no crypto provider of its own (the
+        // connector chooses ring); the test's HTTP client needs it too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut dir = tempfile::tempdir().unwrap();
         if std::env::var_os("CLAWBOT_KEEP_TEST_DIRS").is_some() {
             // For debugging a failure: keep the data and the hub's log.
@@ -81,6 +84,12 @@ impl TestHub {
             .await
             .unwrap()
             .unwrap()
+    }
+
+    /// Starts the hub again on the same data directory with other flags.
+    pub async fn restart_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart().await;
     }
 
     /// Starts the hub again on the same data directory (new ports).
