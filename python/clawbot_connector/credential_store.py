@@ -1,0 +1,42 @@
+"""Saving the agent's own credential into ``config.json``.
+
+A machine usually joins with a *join* token (the installer writes one).
+The first connection claims the agent id, and the hub answers with the
+agent's own token exactly once; from then on only that token can register
+the id. A daemon that did not save it would be locked out after its first
+restart, so it is written back into the config file in place of the join
+token, keeping every other key and owner-only permissions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+
+def save_token(config_path: Path, token: str) -> None:
+    """Replaces ``"token"`` in the config file; raises ``OSError`` or
+    ``ValueError`` when it cannot."""
+    try:
+        current: Dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        current = {}
+    if not isinstance(current, dict):
+        raise ValueError(f"{config_path} does not hold a JSON object")
+    current["token"] = token
+    config_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=str(config_path.parent))
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump(current, file, indent=2)
+            file.write("\n")
+        os.replace(temporary, config_path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
