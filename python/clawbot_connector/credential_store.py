@@ -11,10 +11,10 @@ token, keeping every other key and owner-only permissions.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict
+
+from .private_file import write_private_json
 
 
 def save_token(config_path: Path, token: str) -> None:
@@ -27,16 +27,4 @@ def save_token(config_path: Path, token: str) -> None:
     if not isinstance(current, dict):
         raise ValueError(f"{config_path} does not hold a JSON object")
     current["token"] = token
-    config_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=str(config_path.parent))
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(current, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, config_path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    write_private_json(config_path, current)

@@ -11,31 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from .event_log import now_iso
+from .private_file import write_private_json
 
 logger = logging.getLogger("clawbot_connector.daemon")
 
 
 def write(path: Path, state: Dict[str, Any]) -> None:
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # mkstemp creates the file 0600 before anything is written to it.
-    descriptor, temporary = tempfile.mkstemp(prefix=".state-", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(state, file, indent=2, sort_keys=True)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    write_private_json(path, state, sort_keys=True)
 
 
 def read(path: Path) -> Optional[Dict[str, Any]]:
