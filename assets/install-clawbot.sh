@@ -233,6 +233,8 @@ After=network-online.target
 ExecStart=$INSTALL_DIR/start.sh
 Restart=always
 RestartSec=5
+# Exit status 2 is a configuration error: restarting cannot fix it.
+RestartPreventExitStatus=2
 
 [Install]
 WantedBy=default.target

@@ -175,6 +175,10 @@ impl Hub {
             }
             None => Vec::new(),
         };
+        // The body travels to the assignee in `task_assigned`; the
+        // assigner's idempotency key is none of its business.
+        let mut body = body;
+        body.remove("idempotencyKey");
         let now = now_iso();
         let record = TaskRecord {
             number: 0,
