@@ -234,12 +234,18 @@ async fn out_of_order_and_unauthorized_changes_are_refused_and_change_nothing() 
 async fn the_same_idempotency_key_returns_the_same_task() {
     let hub = TestHub::start().await;
     let mut boss = hub.worker("boss", &[]).await;
-    let _worker = hub.worker("worker", &[]).await;
+    let mut worker = hub.worker("worker", &[]).await;
     let first = assign(
         &mut boss,
         json!({"title": "Once", "assigneeId": "worker", "idempotencyKey": "k1"}),
     )
     .await;
+    // The assignee gets the task, not the assigner's key.
+    let assigned = worker.expect("task_assigned").await;
+    assert!(
+        assigned["task"].get("idempotencyKey").is_none(),
+        "{assigned}"
+    );
     let second = assign(
         &mut boss,
         json!({"title": "Once", "assigneeId": "worker", "idempotencyKey": "k1"}),
