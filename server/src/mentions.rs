@@ -64,13 +64,14 @@ impl Directory {
         }
     }
 
-    /// Another agent whose id or name folds to the same text as `name`.
-    pub fn owner_other_than(&self, agent_id: &str, name: &str) -> Option<String> {
+    /// Another agent whose id folds to the same text as `name`: a display
+    /// name must not pass for someone else's id.
+    pub fn id_owner_other_than(&self, agent_id: &str, name: &str) -> Option<String> {
         let folded = fold(name.trim());
         let bucket = self.by_first_char.get(folded.first()?)?;
         bucket
             .iter()
-            .find(|key| key.folded == folded && key.agent_id != agent_id)
+            .find(|key| key.is_id && key.folded == folded && key.agent_id != agent_id)
             .map(|key| key.agent_id.clone())
     }
 
@@ -85,9 +86,11 @@ impl Directory {
             }
             let rest = &chars[index + 1..];
             match self.longest_match(rest) {
-                Some((agent_id, length)) => {
-                    if !resolved.agents.contains(&agent_id) {
-                        resolved.agents.push(agent_id);
+                Some((agent_ids, length)) => {
+                    for agent_id in agent_ids {
+                        if !resolved.agents.contains(&agent_id) {
+                            resolved.agents.push(agent_id);
+                        }
                     }
                     index += 1 + length;
                 }
@@ -103,27 +106,28 @@ impl Directory {
         resolved
     }
 
-    /// The agent whose key is the longest prefix of `rest` ending at a word
-    /// boundary, and how many characters of `rest` it covers.
-    fn longest_match(&self, rest: &[char]) -> Option<(String, usize)> {
+    /// The agents whose key is the longest prefix of `rest` ending at a
+    /// word boundary, and how many characters of `rest` it covers. An id
+    /// names one agent and beats names; a display name several agents
+    /// share (one persona on two machines, say) reaches them all.
+    fn longest_match(&self, rest: &[char]) -> Option<(Vec<String>, usize)> {
         let first = rest.first()?.to_lowercase().next()?;
         let bucket = self.by_first_char.get(&first)?;
-        let mut best: Option<(&Key, usize)> = None;
-        for key in bucket {
-            if let Some(length) = matched_length(rest, &key.folded) {
-                let better = match best {
-                    None => true,
-                    Some((best_key, best_length)) => {
-                        length > best_length
-                            || (length == best_length && key.is_id && !best_key.is_id)
-                    }
-                };
-                if better {
-                    best = Some((key, length));
-                }
-            }
-        }
-        best.map(|(key, length)| (key.agent_id.clone(), length))
+        let matches: Vec<(&Key, usize)> = bucket
+            .iter()
+            .filter_map(|key| matched_length(rest, &key.folded).map(|length| (key, length)))
+            .collect();
+        let longest = matches.iter().map(|(_, length)| *length).max()?;
+        let best: Vec<&Key> = matches
+            .into_iter()
+            .filter(|(_, length)| *length == longest)
+            .map(|(key, _)| key)
+            .collect();
+        let ids: Vec<String> = match best.iter().find(|key| key.is_id) {
+            Some(id) => vec![id.agent_id.clone()],
+            None => best.iter().map(|key| key.agent_id.clone()).collect(),
+        };
+        Some((ids, longest))
     }
 }
 
@@ -247,14 +251,19 @@ mod tests {
         directory.upsert("bob", "Bob");
         assert_eq!(directory.resolve("@bob").agents, ["bob"]);
         assert_eq!(
-            directory.owner_other_than("mallory", "BOB"),
+            directory.id_owner_other_than("mallory", "BOB"),
             Some("bob".into())
         );
-        assert_eq!(
-            directory.owner_other_than("bob", "Bob"),
-            Some("mallory".into())
-        );
-        assert_eq!(directory.owner_other_than("xing", "老邢"), None);
+        assert_eq!(directory.id_owner_other_than("bob", "Bob"), None);
+        assert_eq!(directory.id_owner_other_than("xing", "老邢"), None);
+    }
+
+    #[test]
+    fn a_shared_display_name_reaches_every_agent_with_it() {
+        let mut directory = directory();
+        directory.upsert("xing-mac", "老邢");
+        assert_eq!(directory.resolve("@老邢 hi").agents, ["xing", "xing-mac"]);
+        assert_eq!(directory.resolve("@xing-mac hi").agents, ["xing-mac"]);
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub struct Sender {
     pub name: String,
 }
 
+/// A send whose write is queued; it resolves once committed.
+pub type PendingPost =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Posted, HubError>> + Send>>;
+
 /// The outcome of a send, for the sender's confirmation.
 #[derive(Debug)]
 pub struct Posted {
@@ -37,6 +41,20 @@ impl Hub {
         content: String,
         client_id: Option<String>,
     ) -> Result<Posted, HubError> {
+        self.submit_group_message(from, group_id, content, client_id)
+            .await?
+            .await
+    }
+
+    /// Like [`Hub::post_group_message`], but returns as soon as the write is
+    /// queued: the returned future resolves after the commit.
+    pub async fn submit_group_message(
+        &self,
+        from: &Sender,
+        group_id: &str,
+        content: String,
+        client_id: Option<String>,
+    ) -> Result<PendingPost, HubError> {
         ids::check_id("groupId", group_id)?;
         ids::check_content(&content, self.config().max_body_bytes)?;
         if let Some(client_id) = &client_id {
@@ -51,10 +69,10 @@ impl Hub {
         let from = from.clone();
         let group_id = group_id.to_owned();
         let hub = self.clone();
-        let (events, duplicate) = self
+        let committed = self
             .store()
             .writer
-            .write_then(
+            .submit_then(
                 move |connection| {
                     if !groups::exists(connection, &group_id)? {
                         return Err(StoreError::rejected(
@@ -112,11 +130,15 @@ impl Hub {
                 },
             )
             .await?;
-        Ok(Posted {
-            event: events.into_iter().next().expect("a message was stored"),
-            duplicate,
-            unknown_mentions: resolved.unknown,
-        })
+        let unknown_mentions = resolved.unknown;
+        Ok(Box::pin(async move {
+            let (events, duplicate) = committed.await?;
+            Ok(Posted {
+                event: events.into_iter().next().expect("a message was stored"),
+                duplicate,
+                unknown_mentions,
+            })
+        }))
     }
 
     /// Stores a DM to a known agent and routes it.
@@ -127,6 +149,19 @@ impl Hub {
         content: String,
         client_id: Option<String>,
     ) -> Result<Posted, HubError> {
+        self.submit_direct_message(from, to, content, client_id)
+            .await?
+            .await
+    }
+
+    /// Like [`Hub::send_direct_message`], returning once the write is queued.
+    pub async fn submit_direct_message(
+        &self,
+        from: &Sender,
+        to: &str,
+        content: String,
+        client_id: Option<String>,
+    ) -> Result<PendingPost, HubError> {
         ids::check_id("to", to)?;
         ids::check_content(&content, self.config().max_body_bytes)?;
         if let Some(client_id) = &client_id {
@@ -135,10 +170,10 @@ impl Hub {
         let from = from.clone();
         let to = to.to_owned();
         let hub = self.clone();
-        let (event, duplicate) = self
+        let committed = self
             .store()
             .writer
-            .write_then(
+            .submit_then(
                 move |connection| {
                     if !agents::exists(connection, &to)? {
                         return Err(StoreError::rejected(
@@ -178,11 +213,14 @@ impl Hub {
                 },
             )
             .await?;
-        Ok(Posted {
-            event,
-            duplicate,
-            unknown_mentions: Vec::new(),
-        })
+        Ok(Box::pin(async move {
+            let (event, duplicate) = committed.await?;
+            Ok(Posted {
+                event,
+                duplicate,
+                unknown_mentions: Vec::new(),
+            })
+        }))
     }
 }
 

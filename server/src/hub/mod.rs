@@ -188,14 +188,14 @@ impl Hub {
             .resolve(text)
     }
 
-    /// Another agent whose id or name is `name` (case-insensitively), if
-    /// any: a display name routes mentions, so it must not be ambiguous.
-    pub fn name_taken_by_another(&self, agent_id: &str, name: &str) -> Option<String> {
+    /// Another agent whose id is `name` (case-insensitively), if any: a
+    /// display name must not pass for someone else's id.
+    pub fn name_is_anothers_id(&self, agent_id: &str, name: &str) -> Option<String> {
         self.shared
             .directory
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .owner_other_than(agent_id, name)
+            .id_owner_other_than(agent_id, name)
     }
 
     /// Wakes the task supervisor.

@@ -66,6 +66,23 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
+        self.submit_then(change, after).await?.await
+    }
+
+    /// Queues the change (waiting only while the writer's queue is full)
+    /// and returns a future of its result. Changes run in the order they
+    /// were submitted, so a connection can keep reading while its earlier
+    /// messages commit, and still answer in order.
+    pub async fn submit_then<T, F, A>(
+        &self,
+        change: F,
+        after: A,
+    ) -> Result<impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
         let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move |transaction| {
             let outcome = match transaction {
@@ -88,7 +105,7 @@ impl Writer {
             .send(Command::Run(job))
             .await
             .map_err(|_| StoreError::Closed)?;
-        result.await.map_err(|_| StoreError::Closed)?
+        Ok(async move { result.await.map_err(|_| StoreError::Closed)? })
     }
 
     /// Commits everything queued so far, then stops the thread.

@@ -68,7 +68,10 @@ async fn read_loop(hub: &Hub, connection: &mut Connection, stream: &mut SplitStr
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(idle_timeout, stream.next()) => next,
-            () = closing.cancelled() => return,
+            () = closing.cancelled() => {
+                finish_closing(stream).await;
+                return;
+            }
         };
         let message = match next {
             Err(_) => {
@@ -105,6 +108,19 @@ async fn read_loop(hub: &Hub, connection: &mut Connection, stream: &mut SplitStr
             }
             // Pings are answered by the library.
             Message::Ping(_) => {}
+        }
+    }
+}
+
+/// The hub has sent (or is sending) a close frame: read on until the
+/// client answers it, so that closing the socket with its answer still
+/// unread does not reset the connection and destroy the close frame before
+/// the client reads it. A client that does not answer gets [`CLOSE_GRACE`].
+async fn finish_closing(stream: &mut SplitStream<WebSocket>) {
+    let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        if matches!(message, Message::Close(_)) {
+            break;
         }
     }
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use clawbot_connector::protocol::{AgentInfo, ClientFrame, ErrorCode, ServerFrame, PROTOCOL_V2};
 
 use super::parse::parse;
+use super::replies::Replies;
 use crate::auth::{self, Principal};
 use crate::error::HubError;
-use crate::hub::messaging::{Posted, Sender};
+use crate::hub::messaging::{PendingPost, Sender};
 use crate::hub::outbox::Outbox;
 use crate::hub::session::{catch_up, Session};
 use crate::hub::tasks::{Actor, TaskOp};
@@ -24,6 +25,8 @@ pub struct Connection {
     conn_id: u64,
     /// Set by a successful `register`.
     session: Option<Arc<Session>>,
+    /// Answers, in the order of the frames they answer.
+    replies: Replies,
 }
 
 impl Connection {
@@ -32,6 +35,7 @@ impl Connection {
         Connection {
             hub,
             principal,
+            replies: Replies::start(Arc::clone(&outbox)),
             outbox,
             conn_id,
             session: None,
@@ -56,7 +60,7 @@ impl Connection {
     }
 
     fn reply(&self, frame: &ServerFrame) {
-        self.outbox.push_frame(render(frame));
+        self.replies.ready(render(frame));
     }
 
     pub fn reply_error(&self, error: &HubError) {
@@ -122,10 +126,10 @@ impl Connection {
                 ));
             }
         }
-        if let Some(other) = self.hub.name_taken_by_another(&agent.id, &name) {
+        if let Some(other) = self.hub.name_is_anothers_id(&agent.id, &name) {
             return Err(HubError::new(
                 ErrorCode::Conflict,
-                format!("the name '{name}' is the id or name of agent '{other}'; choose another"),
+                format!("the name '{name}' is the id of agent '{other}'; choose another"),
             ));
         }
         let v2 = protocol.unwrap_or(1) >= PROTOCOL_V2;
@@ -218,9 +222,13 @@ impl Connection {
             credential,
         });
         // Who is online, now rather than at the next presence broadcast.
-        self.outbox.push_frame(self.hub.agent_list_frame());
+        self.replies.ready(self.hub.agent_list_frame());
         tracing::info!(agent = %record.id, protocol, resume_from, "registered");
-        tokio::spawn(catch_up(self.hub.clone(), Arc::clone(&session)));
+        // Catch-up starts only once `registered` is in the outbox.
+        let (hub, catching_up) = (self.hub.clone(), Arc::clone(&session));
+        self.replies.then(Box::new(move || {
+            tokio::spawn(catch_up(hub, catching_up));
+        }));
         self.session = Some(session);
         Ok(())
     }
@@ -256,11 +264,11 @@ impl Connection {
                 client_id,
                 ..
             } => {
-                let posted = self
+                let pending = self
                     .hub
-                    .post_group_message(&sender, &group_id, content, client_id)
+                    .submit_group_message(&sender, &group_id, content, client_id)
                     .await?;
-                self.confirm(posted);
+                self.confirm_later(pending);
             }
             ClientFrame::DirectMessage {
                 to,
@@ -268,11 +276,11 @@ impl Connection {
                 client_id,
                 ..
             } => {
-                let posted = self
+                let pending = self
                     .hub
-                    .send_direct_message(&sender, &to, content, client_id)
+                    .submit_direct_message(&sender, &to, content, client_id)
                     .await?;
-                self.confirm(posted);
+                self.confirm_later(pending);
             }
             ClientFrame::Heartbeat {} => self.reply(&ServerFrame::HeartbeatAck {
                 timestamp: now_iso(),
@@ -334,14 +342,21 @@ impl Connection {
         Ok(())
     }
 
-    /// The sender's confirmation, sent only after the commit.
-    fn confirm(&self, posted: Posted) {
-        self.reply(&ServerFrame::Sent {
-            id: posted.event.id.clone(),
-            seq: posted.event.seq,
-            client_id: posted.event.client_id.clone(),
-            duplicate: posted.duplicate,
-            unknown_mentions: posted.unknown_mentions,
-        });
+    /// The sender's confirmation (or error), sent once the commit is done;
+    /// the connection reads on meanwhile, and replies keep their order.
+    fn confirm_later(&self, pending: PendingPost) {
+        self.replies.later(Box::pin(async move {
+            let frame = match pending.await {
+                Ok(posted) => ServerFrame::Sent {
+                    id: posted.event.id.clone(),
+                    seq: posted.event.seq,
+                    client_id: posted.event.client_id.clone(),
+                    duplicate: posted.duplicate,
+                    unknown_mentions: posted.unknown_mentions,
+                },
+                Err(error) => error.to_frame(),
+            };
+            render(&frame)
+        }));
     }
 }

@@ -4,6 +4,7 @@
 mod connection;
 mod handlers;
 mod parse;
+mod replies;
 
 use std::collections::HashMap;
 
