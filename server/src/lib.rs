@@ -32,6 +32,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -97,10 +98,14 @@ pub async fn run(
         .route("/", get(ws::upgrade))
         .fallback(get(ws::upgrade))
         .with_state(hub.clone());
-    let http = axum::serve(listeners.http, rest::router(hub.clone()))
+    // Frames are small and latency matters: send each write at once
+    // instead of letting Nagle's algorithm wait for the peer's ACK.
+    let http_listener = listeners.http.tap_io(no_delay);
+    let ws_listener = listeners.ws.tap_io(no_delay);
+    let http = axum::serve(http_listener, rest::router(hub.clone()))
         .with_graceful_shutdown(cancel.clone().cancelled_owned());
     let ws =
-        axum::serve(listeners.ws, ws_app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+        axum::serve(ws_listener, ws_app).with_graceful_shutdown(cancel.clone().cancelled_owned());
     let signal = {
         let cancel = cancel.clone();
         async move {
@@ -127,6 +132,12 @@ pub async fn run(
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     tracing::info!("stopped; everything acknowledged is committed");
     Ok(())
+}
+
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
 }
 
 /// Creates the data directory readable by its owner only.

@@ -263,13 +263,20 @@ async fn live_and_backlog_interleave_without_loss_during_catch_up() {
             .await;
     }
     let mut got = Vec::new();
-    while got.len() < 3000 {
+    // caught_up comes once, wherever the backlog ends among the live ones.
+    let mut caught_up = 0;
+    while got.len() < 3000 || caught_up == 0 {
         let frame = bob.next().await;
-        if frame["type"] == "direct_message" {
-            got.push(frame["content"].as_str().unwrap().parse::<i64>().unwrap());
+        match frame["type"].as_str() {
+            Some("direct_message") => {
+                got.push(frame["content"].as_str().unwrap().parse::<i64>().unwrap())
+            }
+            Some("caught_up") => caught_up += 1,
+            _ => {}
         }
     }
     assert_eq!(got, (0..3000).collect::<Vec<_>>());
+    assert_eq!(caught_up, 1);
     bob.ping_pong().await;
 }
 

@@ -151,7 +151,8 @@ async fn connect_once(
             })?;
         request.headers_mut().insert("Authorization", value);
     }
-    let connecting = tokio_tungstenite::connect_async(request);
+    // Small frames, sent at once: no Nagle delay (the last argument).
+    let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
     let (mut socket, _) = tokio::time::timeout(config.connect_timeout, connecting)
         .await
         .map_err(|_| ClientError::Unreachable {
