@@ -6,6 +6,9 @@
 >>> await bot.run_forever()
 """
 
+import atexit as _atexit
+
+from . import _native
 from ._native import (
     AuthenticationError,
     ClawBotError,
@@ -41,3 +44,7 @@ __all__ = [
     "connect_to_network_blocking",
     "get_connector",
 ]
+
+# Let the connector's threads finish handing results to Python before the
+# interpreter finalizes (see _native.quiesce).
+_atexit.register(_native.quiesce)

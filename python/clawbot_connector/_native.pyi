@@ -13,6 +13,7 @@ __all__ = [
     "NativeClient",
     "connect",
     "connect_blocking",
+    "quiesce",
 ]
 
 class ClawBotError(Exception): ...
@@ -126,3 +127,4 @@ def connect_blocking(
     last_seq: Optional[int] = None,
     connect_timeout: float = 10.0,
 ) -> NativeClient: ...
+def quiesce() -> None: ...

@@ -136,6 +136,17 @@ pub fn connect_blocking(
     block_on(py, open(config))
 }
 
+/// Called at interpreter exit: gives the runtime's threads a moment without
+/// the GIL to finish handing results to Python. A thread still doing that
+/// when the interpreter finalizes aborts the process ("PyGILState_Release:
+/// thread state must be current"); this happens when the last awaited
+/// result wakes the main thread while the runtime thread is still inside
+/// `call_soon_threadsafe`.
+#[pyfunction]
+pub fn quiesce(py: Python<'_>) {
+    py.detach(|| std::thread::sleep(Duration::from_millis(100)));
+}
+
 /// Runs `future` on the shared runtime with the GIL released, waking every
 /// [`SIGNAL_CHECK`] to let Python raise KeyboardInterrupt.
 fn block_on<T: Send>(

@@ -24,6 +24,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<message::Message>()?;
     module.add_function(wrap_pyfunction!(client::connect, module)?)?;
     module.add_function(wrap_pyfunction!(client::connect_blocking, module)?)?;
+    module.add_function(wrap_pyfunction!(client::quiesce, module)?)?;
     errors::register(py, module)?;
     Ok(())
 }
