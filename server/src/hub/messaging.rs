@@ -55,11 +55,7 @@ impl Hub {
         content: String,
         client_id: Option<String>,
     ) -> Result<PendingPost, HubError> {
-        ids::check_id("groupId", group_id)?;
-        ids::check_content(&content, self.config().max_body_bytes)?;
-        if let Some(client_id) = &client_id {
-            ids::check_client_id(client_id)?;
-        }
+        self.check_message(("groupId", group_id), &content, &client_id)?;
         let resolved = self.resolve_mentions(&content);
         let mentioned: Vec<String> = resolved
             .agents
@@ -162,11 +158,7 @@ impl Hub {
         content: String,
         client_id: Option<String>,
     ) -> Result<PendingPost, HubError> {
-        ids::check_id("to", to)?;
-        ids::check_content(&content, self.config().max_body_bytes)?;
-        if let Some(client_id) = &client_id {
-            ids::check_client_id(client_id)?;
-        }
+        self.check_message(("to", to), &content, &client_id)?;
         let from = from.clone();
         let to = to.to_owned();
         let hub = self.clone();
@@ -221,6 +213,24 @@ impl Hub {
                 unknown_mentions: Vec::new(),
             })
         }))
+    }
+}
+
+impl Hub {
+    /// The checks every message passes before it is queued: where it goes,
+    /// its size, and the shape of its client id.
+    fn check_message(
+        &self,
+        (what, target): (&str, &str),
+        content: &str,
+        client_id: &Option<String>,
+    ) -> Result<(), HubError> {
+        ids::check_id(what, target)?;
+        ids::check_content(content, self.config().max_body_bytes)?;
+        if let Some(client_id) = client_id {
+            ids::check_client_id(client_id)?;
+        }
+        Ok(())
     }
 }
 

@@ -150,10 +150,6 @@ impl Hub {
         self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn render(&self, frame: &ServerFrame) -> Rendered {
-        render(frame)
-    }
-
     pub fn is_online(&self, agent_id: &str) -> bool {
         lock(&self.shared.sessions).contains_key(agent_id)
     }
@@ -353,7 +349,7 @@ impl Hub {
 
     /// Sends an ephemeral frame to the online members of a group.
     pub fn notify_group(&self, group_id: &str, except: &str, frame: &ServerFrame) {
-        let rendered = self.render(frame);
+        let rendered = render(frame);
         let sessions = lock(&self.shared.sessions);
         let members = lock(&self.shared.members);
         for member in members.get(group_id).into_iter().flatten() {
@@ -402,7 +398,7 @@ impl Hub {
             .into_iter()
             .filter(|agent| agent.status == AgentStatus::Online)
             .collect();
-        self.render(&ServerFrame::AgentList { agents })
+        render(&ServerFrame::AgentList { agents })
     }
 
     /// Pushes `agent_list` to every connection after presence changes,

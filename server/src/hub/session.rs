@@ -5,7 +5,7 @@ use std::sync::Arc;
 use clawbot_connector::protocol::{ServerFrame, PROTOCOL_V2};
 
 use super::outbox::{Outbox, Outgoing};
-use super::Hub;
+use super::{render, Hub};
 use crate::store::event::Event;
 use crate::store::messages;
 
@@ -87,7 +87,7 @@ pub async fn catch_up(hub: Hub, session: Arc<Session>) {
         }
         let caught_up = session
             .is_v2()
-            .then(|| hub.render(&ServerFrame::CaughtUp { seq: after }));
+            .then(|| render(&ServerFrame::CaughtUp { seq: after }));
         if outbox.try_go_live(caught_up) {
             return;
         }

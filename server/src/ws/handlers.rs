@@ -132,7 +132,13 @@ impl Connection {
                 format!("the name '{name}' is the id of agent '{other}'; choose another"),
             ));
         }
-        let v2 = protocol.unwrap_or(1) >= PROTOCOL_V2;
+        // Anything below 2 (or nothing) is the original protocol.
+        let protocol = if protocol.unwrap_or(1) >= PROTOCOL_V2 {
+            PROTOCOL_V2
+        } else {
+            1
+        };
+        let v2 = protocol == PROTOCOL_V2;
         let principal = self.principal.clone();
         let profile = agent.clone();
         let registered_name = name.clone();
@@ -184,11 +190,6 @@ impl Connection {
             .await?;
         self.hub.remember_agent(&record);
 
-        let protocol = if protocol.unwrap_or(1) >= PROTOCOL_V2 {
-            PROTOCOL_V2
-        } else {
-            1
-        };
         let session = Arc::new(Session {
             conn_id: self.conn_id,
             agent_id: record.id.clone(),
