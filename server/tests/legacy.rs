@@ -49,7 +49,9 @@ async fn group_message_reaches_every_member_including_the_sender() {
         assert_eq!(message["fromName"], "Alice");
         assert_eq!(message["groupId"], "clawdbots");
         assert_eq!(message["content"], "hello all");
-        assert_eq!(uuid_version(message["id"].as_str().unwrap()), Some(4));
+        // The same 36-character UUID form as the original's v4 ids, but
+        // time-ordered (v7): see store::messages::insert.
+        assert_eq!(uuid_version(message["id"].as_str().unwrap()), Some(7));
         assert_ne!(message["timestamp"], "ignored");
     }
     // The sender's confirmation is an addition legacy clients may ignore.

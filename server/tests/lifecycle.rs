@@ -128,3 +128,36 @@ async fn a_bad_config_file_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_wal_is_copied_into_the_database_while_the_hub_runs() {
+    // The writer never checkpoints (a background thread does), so without
+    // that thread the database file would never grow and the WAL would.
+    let hub = TestHub::start().await;
+    let database = hub.data_dir().join("hub.sqlite3");
+    let size_at_start = std::fs::metadata(&database).unwrap().len();
+    let mut alice = hub.legacy("alice", "Alice").await;
+    alice.join("clawdbots").await;
+    let text = "x".repeat(2000);
+    for _ in 0..200 {
+        alice
+            .send(json!({"type": "message", "groupId": "clawdbots", "content": text}))
+            .await;
+    }
+    for _ in 0..200 {
+        alice.expect_sent().await;
+    }
+    // No event announces a checkpoint; poll the file for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let size = std::fs::metadata(&database).unwrap().len();
+        if size > size_at_start + 200 * 2000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {size} bytes (started at {size_at_start})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -9,6 +9,7 @@ use crate::error::HubError;
 use crate::ids;
 use crate::store::event::{Event, EventKind};
 use crate::store::messages::{self, NewEvent};
+use crate::store::writer::Guard;
 use crate::store::{agents, groups, now_iso, StoreError};
 
 /// Who a message is from.
@@ -62,70 +63,71 @@ impl Hub {
             .into_iter()
             .filter(|agent| agent != &from.id)
             .collect();
+        let mentions_anyone = !mentioned.is_empty();
         let from = from.clone();
         let group_id = group_id.to_owned();
         let hub = self.clone();
-        let committed = self
-            .store()
-            .writer
-            .submit_then(
-                move |connection| {
-                    if !groups::exists(connection, &group_id)? {
-                        return Err(StoreError::rejected(
-                            ErrorCode::UnknownGroup,
-                            format!("there is no group '{group_id}'; join or create it first"),
-                        ));
-                    }
-                    let same = Resend {
-                        kind: EventKind::Message,
-                        target: &group_id,
-                        content: &content,
-                    };
-                    if let Some(existing) = find_duplicate(connection, &from.id, &client_id, same)?
-                    {
-                        return Ok((vec![existing], true));
-                    }
-                    let now = now_iso();
-                    let message = messages::insert(
-                        connection,
-                        NewEvent {
-                            kind: EventKind::Message,
-                            from_id: from.id.clone(),
-                            from_name: from.name.clone(),
-                            group_id: Some(group_id.clone()),
-                            recipient: None,
-                            content: content.clone(),
-                            client_id,
-                            ref_id: None,
-                            created_at: now.clone(),
-                        },
-                    )?;
-                    let mut events = vec![Arc::clone(&message)];
-                    for agent_id in mentioned {
-                        events.push(messages::insert(
-                            connection,
-                            NewEvent {
-                                kind: EventKind::Mention,
-                                from_id: from.id.clone(),
-                                from_name: from.name.clone(),
-                                group_id: Some(group_id.clone()),
-                                recipient: Some(agent_id),
-                                content: content.clone(),
-                                client_id: None,
-                                ref_id: Some(message.id.clone()),
-                                created_at: now.clone(),
-                            },
-                        )?);
-                    }
-                    Ok((events, false))
+        let store = move |connection: &rusqlite::Connection| {
+            if !groups::exists(connection, &group_id)? {
+                return Err(StoreError::rejected(
+                    ErrorCode::UnknownGroup,
+                    format!("there is no group '{group_id}'; join or create it first"),
+                ));
+            }
+            let same = Resend {
+                kind: EventKind::Message,
+                target: &group_id,
+                content: &content,
+            };
+            if let Some(existing) = find_duplicate(connection, &from.id, &client_id, same)? {
+                return Ok((vec![existing], true));
+            }
+            let now = now_iso();
+            let message = messages::insert(
+                connection,
+                NewEvent {
+                    kind: EventKind::Message,
+                    from_id: from.id.clone(),
+                    from_name: from.name.clone(),
+                    group_id: Some(group_id.clone()),
+                    recipient: None,
+                    content: content.clone(),
+                    client_id,
+                    ref_id: None,
+                    created_at: now.clone(),
                 },
-                move |(events, duplicate)| {
-                    if !duplicate {
-                        hub.dispatch(events);
-                    }
-                },
-            )
-            .await?;
+            )?;
+            let mut events = vec![Arc::clone(&message)];
+            for agent_id in mentioned {
+                events.push(messages::insert(
+                    connection,
+                    NewEvent {
+                        kind: EventKind::Mention,
+                        from_id: from.id.clone(),
+                        from_name: from.name.clone(),
+                        group_id: Some(group_id.clone()),
+                        recipient: Some(agent_id),
+                        content: content.clone(),
+                        client_id: None,
+                        ref_id: Some(message.id.clone()),
+                        created_at: now.clone(),
+                    },
+                )?);
+            }
+            Ok((events, false))
+        };
+        let dispatch = move |(events, duplicate): &(Vec<Arc<Event>>, bool)| {
+            if !duplicate {
+                hub.dispatch(events);
+            }
+        };
+        // A message that mentions nobody is one INSERT.
+        let guard = if mentions_anyone {
+            Guard::Savepoint
+        } else {
+            Guard::SingleStatement
+        };
+        let committed = self.store().writer.submit(guard, store, dispatch).await?;
         let unknown_mentions = resolved.unknown;
         Ok(Box::pin(async move {
             let (events, duplicate) = committed.await?;
@@ -162,10 +164,12 @@ impl Hub {
         let from = from.clone();
         let to = to.to_owned();
         let hub = self.clone();
+        // One INSERT: no savepoint needed.
         let committed = self
             .store()
             .writer
-            .submit_then(
+            .submit(
+                Guard::SingleStatement,
                 move |connection| {
                     if !agents::exists(connection, &to)? {
                         return Err(StoreError::rejected(
