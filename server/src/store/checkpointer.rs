@@ -24,11 +24,7 @@ const RESTART_AFTER_PAGES: i64 = 4096;
 /// Checkpoints until `stop` is dropped or signalled, then once more in full
 /// so a clean shutdown leaves an empty WAL.
 pub fn run(connection: Connection, stop: Receiver<()>) {
-    loop {
-        match stop.recv_timeout(INTERVAL) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-        }
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(INTERVAL) {
         match checkpoint(&connection, "PASSIVE") {
             Ok(pages) if pages > RESTART_AFTER_PAGES => {
                 if let Err(error) = checkpoint(&connection, "RESTART") {
