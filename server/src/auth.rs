@@ -114,7 +114,7 @@ impl Authenticator {
         }
         let record = self
             .store
-            .read(move |connection| tokens::find_by_hash(connection, &hash))
+            .read_here(move |connection| tokens::find_by_hash(connection, &hash))
             .await
             .map_err(AuthError::Store)?;
         match record {

@@ -3,16 +3,16 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use clawbot_connector::protocol::{AgentSummary, ErrorCode, ServerFrame};
+use clawbot_connector::protocol::{AgentSummary, ErrorCode};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::auth::Caller;
 use super::extract::{Json, Path, Query};
 use super::pagination::Page;
+use super::rows::{self, RawJson};
 use crate::error::HubError;
 use crate::hub::Hub;
-use crate::store::{agents, groups, messages};
+use crate::store::{agents, messages};
 
 /// `GET /api/agents`: every known agent, online or offline, by id.
 #[utoipa::path(get, path = "/api/agents", tag = "agents",
@@ -76,7 +76,7 @@ pub async fn inbox(
     caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<InboxQuery>,
-) -> Result<Json<Vec<Value>>, HubError> {
+) -> Result<RawJson, HubError> {
     caller.require_agent(&hub, &id).await?;
     let limit = Page {
         before: None,
@@ -86,7 +86,7 @@ pub async fn inbox(
     .limit()?;
     let events = hub
         .store()
-        .read(move |connection| {
+        .read_here(move |connection| {
             let agent = agents::get(connection, &id)?.ok_or_else(|| {
                 crate::store::StoreError::rejected(
                     ErrorCode::UnknownAgent,
@@ -97,12 +97,7 @@ pub async fn inbox(
             messages::inbox(connection, &id, after, limit)
         })
         .await?;
-    Ok(Json(
-        events
-            .iter()
-            .map(|event| frame_json(&event.to_frame()))
-            .collect(),
-    ))
+    Ok(rows::frames(&events))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -161,7 +156,7 @@ pub async fn direct_messages(
     caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<DmQuery>,
-) -> Result<Json<Vec<Value>>, HubError> {
+) -> Result<RawJson, HubError> {
     caller.require_agent(&hub, &id).await?;
     let page = Page {
         before: query.before,
@@ -171,7 +166,7 @@ pub async fn direct_messages(
     let limit = page.limit()?;
     let events = hub
         .store()
-        .read(move |connection| {
+        .read_here(move |connection| {
             messages::dm_history(
                 connection,
                 &id,
@@ -182,31 +177,5 @@ pub async fn direct_messages(
             )
         })
         .await?;
-    Ok(Json(
-        events
-            .iter()
-            .map(|event| frame_json(&event.to_frame()))
-            .collect(),
-    ))
-}
-
-fn frame_json(frame: &ServerFrame) -> Value {
-    serde_json::to_value(frame).unwrap_or(Value::Null)
-}
-
-/// Whether a group exists, for handlers that 404 on unknown groups.
-pub async fn require_group(hub: &Hub, group_id: &str) -> Result<(), HubError> {
-    let id = group_id.to_owned();
-    let exists = hub
-        .store()
-        .read(move |connection| groups::exists(connection, &id))
-        .await?;
-    if exists {
-        Ok(())
-    } else {
-        Err(HubError::new(
-            ErrorCode::UnknownGroup,
-            format!("there is no group '{group_id}'"),
-        ))
-    }
+    Ok(rows::frames(&events))
 }

@@ -60,7 +60,7 @@ impl Caller {
                 let id = agent_id.to_owned();
                 let claimed = hub
                     .store()
-                    .read(move |connection| tokens::is_claimed(connection, &id))
+                    .read_here(move |connection| tokens::is_claimed(connection, &id))
                     .await?;
                 if claimed {
                     Err(HubError::new(

@@ -4,19 +4,18 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::agents::require_group;
 use super::auth::Caller;
 use super::extract::{Json, Path, Query};
 use super::pagination::Page;
+use super::rows::{self, RawJson};
 use crate::auth::Principal;
 use crate::error::HubError;
 use crate::hub::messaging::Sender;
 use crate::hub::Hub;
 use crate::ids;
 use crate::store::groups::{self, GroupRecord};
-use crate::store::{messages, now_iso};
+use crate::store::{messages, now_iso, StoreError};
 use clawbot_connector::protocol::ErrorCode;
 
 /// `GET /api/groups`: every group (the original's snake_case rows).
@@ -156,33 +155,21 @@ pub async fn history(
     _caller: Caller,
     Path(id): Path<String>,
     Query(page): Query<Page>,
-) -> Result<Json<Vec<Value>>, HubError> {
+) -> Result<RawJson, HubError> {
     let limit = page.limit()?;
-    require_group(&hub, &id).await?;
     let events = hub
         .store()
-        .read(move |connection| {
+        .read_here(move |connection| {
+            if !groups::exists(connection, &id)? {
+                return Err(StoreError::rejected(
+                    ErrorCode::UnknownGroup,
+                    format!("there is no group '{id}'"),
+                ));
+            }
             messages::group_history(connection, &id, page.before, page.after, limit)
         })
         .await?;
-    Ok(Json(
-        events
-            .iter()
-            .map(|event| {
-                serde_json::json!({
-                    "id": event.id,
-                    "seq": event.seq,
-                    "type": "message",
-                    "from_id": event.from_id,
-                    "from_name": event.from_name,
-                    "group_id": event.group_id,
-                    "content": event.content,
-                    "timestamp": event.created_at,
-                    "created_at": event.created_at,
-                })
-            })
-            .collect(),
-    ))
+    Ok(rows::group_rows(&events))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

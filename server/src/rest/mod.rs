@@ -7,6 +7,7 @@ mod extract;
 pub mod groups;
 pub mod install;
 mod pagination;
+mod rows;
 pub mod tasks;
 pub mod tokens;
 

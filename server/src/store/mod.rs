@@ -122,6 +122,16 @@ impl Store {
     {
         self.readers.read(query).await
     }
+
+    /// A short read bounded by an index, run on the calling thread when a
+    /// connection is free: see [`Readers::read_here`].
+    pub async fn read_here<T, F>(&self, query: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.readers.read_here(query).await
+    }
 }
 
 /// Now, as the original hub wrote times: ISO 8601 UTC with milliseconds.

@@ -33,6 +33,38 @@ impl Readers {
             .map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs `query` on the calling thread if a connection is free, else on
+    /// a blocking thread like [`Readers::read`]. For short reads bounded by
+    /// an index (a page of history, a token, a row): the hand-off to a
+    /// blocking thread and back costs two context switches and wake-ups,
+    /// more than such a read itself, and on the hub's one core that was the
+    /// largest cost of a history request after allocation.
+    pub async fn read_here<T, F>(self: &Arc<Self>, query: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        match self.try_run_here(query) {
+            Ok(result) => result,
+            Err(query) => self.read(query).await,
+        }
+    }
+
+    /// Runs `query` on a free connection now, or hands it back.
+    fn try_run_here<T, F>(&self, query: F) -> Result<Result<T, StoreError>, F>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError>,
+    {
+        match self
+            .connections
+            .iter()
+            .find_map(|connection| connection.try_lock().ok())
+        {
+            Some(connection) => Ok(query(&connection)),
+            None => Err(query),
+        }
+    }
+
     fn with_connection<T>(
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError>,
