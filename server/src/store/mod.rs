@@ -30,8 +30,10 @@ use crate::config::Synchronous;
 const READERS: usize = 4;
 /// The writer's page cache.
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
-/// How much of the database file each reader maps.
-const READER_MMAP_BYTES: i64 = 1 << 30;
+/// How much of the database file each reader maps (SQLite caps it at its
+/// compile-time limit, 2 GiB by default); pages past it are read into the
+/// reader's page cache.
+const READER_MMAP_BYTES: i64 = 1 << 31;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -246,7 +246,7 @@ pub fn list(
          WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR assignee_id = ?2)
            AND (?3 IS NULL OR assigner_id = ?3) AND (?4 IS NULL OR capability = ?4)
            AND (?5 IS NULL OR rowid < ?5)
-         ORDER BY rowid DESC LIMIT ?6"
+         ORDER BY rowid DESC LIMIT ?6 + 0"
     ))?;
     let rows = statement.query_map(
         params![
