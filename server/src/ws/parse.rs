@@ -7,6 +7,17 @@ use serde_json::Value;
 use crate::error::HubError;
 
 pub fn parse(text: &str) -> Result<ClientFrame, HubError> {
+    // Nearly every frame is valid: parse it straight into its type, and
+    // only for a bad one take the slower way that names what is wrong.
+    match serde_json::from_str(text) {
+        Ok(frame) => Ok(frame),
+        Err(_) => diagnose(text),
+    }
+}
+
+/// Parses a frame that failed to parse directly, step by step, for an
+/// error with the right code.
+fn diagnose(text: &str) -> Result<ClientFrame, HubError> {
     let value: Value = serde_json::from_str(text).map_err(|error| {
         HubError::new(ErrorCode::InvalidJson, format!("not valid JSON: {error}"))
     })?;
