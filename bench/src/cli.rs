@@ -69,6 +69,11 @@ pub struct HubArgs {
     /// (1 when pinned with `taskset -c 1`).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// Which hub this is ("ours", "original", ...), recorded in the result
+    /// so that `report --compare` can set results of different hubs side
+    /// by side.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -225,6 +230,10 @@ pub struct HistoryArgs {
     /// `--prefill 0` to reuse a group filled by an earlier run).
     #[arg(long)]
     pub group: Option<String>,
+    /// Always ask for the newest page (no `before`), the only page the
+    /// original hub can serve; for comparing the two hubs on equal terms.
+    #[arg(long)]
+    pub newest: bool,
     #[command(flatten)]
     pub timing: Timing,
 }
@@ -236,6 +245,11 @@ pub struct ReportArgs {
     /// A Markdown table instead of aligned text.
     #[arg(long)]
     pub markdown: bool,
+    /// Set the results of each hub (see `--label`) side by side against
+    /// the hub named here, one row per figure, with the ratio of each other
+    /// hub's figure to this one's.
+    #[arg(long, value_name = "BASELINE")]
+    pub compare: Option<String>,
 }
 
 /// Seconds as a decimal number ("0.5", "10").

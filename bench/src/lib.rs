@@ -24,10 +24,13 @@
 //!   read from `/proc`.
 //! - [`report`]: one result per scenario: a human line, a JSON line, and the
 //!   table that `clawbot-bench report` prints from JSON lines.
+//! - [`compare`]: the results of several hubs (`--label`) side by side,
+//!   with ratios to a baseline (`clawbot-bench report --compare original`).
 //! - [`scenarios`]: one file per scenario (`dm`, `fanout`, `idle`, `backlog`,
 //!   `history`).
 
 pub mod cli;
+pub mod compare;
 pub mod pipeline;
 pub mod report;
 pub mod scenarios;

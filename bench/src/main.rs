@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use clawbot_bench::cli::{Cli, Command, ReportArgs};
+use clawbot_bench::compare::comparison;
 use clawbot_bench::report::{medians, table, Report};
 use clawbot_bench::scenarios::{self, Ctx};
 use clawbot_bench::target::Target;
@@ -35,7 +36,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(&cli)) {
-        Ok(report) => {
+        Ok(mut report) => {
+            report.hub.clone_from(&cli.hub.label);
             if cli.hub.json {
                 println!("{}", report.json());
                 eprintln!("{}", report.human());
@@ -111,6 +113,9 @@ fn print_table(args: &ReportArgs) -> Result<()> {
             reports.push(report);
         }
     }
-    print!("{}", table(&medians(&reports), args.markdown));
+    match &args.compare {
+        Some(baseline) => print!("{}", comparison(&reports, baseline, args.markdown)),
+        None => print!("{}", table(&medians(&reports), args.markdown)),
+    }
     Ok(())
 }

@@ -10,6 +10,10 @@ use crate::stats::{CpuUse, Errors, Summary};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub scenario: String,
+    /// Which hub was measured (`--label`), when the results of several
+    /// hubs are set side by side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
     /// How many runs this report summarises (medians of each figure when
     /// more than one; see [`medians`]).
     #[serde(default = "one")]
@@ -71,6 +75,7 @@ impl Report {
     pub fn new(scenario: &str, protocol: &str, load: String) -> Report {
         Report {
             scenario: scenario.to_owned(),
+            hub: None,
             runs: 1,
             protocol: protocol.to_owned(),
             load,
@@ -124,7 +129,7 @@ impl Report {
 
     /// One line for people.
     pub fn human(&self) -> String {
-        let mut line = format!("{} [{}] {}:", self.scenario, self.protocol, self.load);
+        let mut line = format!("{} [{}] {}:", self.scenario, self.variant(), self.load);
         if let Some(throughput) = &self.throughput {
             let _ = write!(line, " {} {}", number(throughput.achieved), throughput.unit);
             if let Some(offered) = throughput.offered {
@@ -169,6 +174,14 @@ impl Report {
         line
     }
 
+    /// The hub (if labelled) and the protocol: "original legacy", "v2".
+    pub fn variant(&self) -> String {
+        match &self.hub {
+            Some(hub) => format!("{hub} {}", self.protocol),
+            None => self.protocol.clone(),
+        }
+    }
+
     pub fn json(&self) -> String {
         serde_json::to_string(self).expect("reports serialize")
     }
@@ -202,7 +215,7 @@ impl Report {
             String::new()
         };
         vec![
-            format!("{} [{}]{runs}", self.scenario, self.protocol),
+            format!("{} [{}]{runs}", self.scenario, self.variant()),
             self.load.clone(),
             self.throughput
                 .as_ref()
@@ -241,7 +254,7 @@ const HEADER: [&str; 11] = [
     "notes",
 ];
 
-/// Reports of the same scenario, protocol and load (repeated runs) merged
+/// Reports of the same hub, scenario, protocol and load (repeated runs) merged
 /// into one each, in order of first appearance: every figure is the median
 /// over the runs, sample counts and errors are added up, and the result is
 /// OK only if every run was. These machines are noisy; one run proves
@@ -249,11 +262,15 @@ const HEADER: [&str; 11] = [
 pub fn medians(reports: &[Report]) -> Vec<Report> {
     let mut groups: Vec<Vec<&Report>> = Vec::new();
     for report in reports {
-        let key = (&report.scenario, &report.protocol, &report.load);
-        match groups
-            .iter_mut()
-            .find(|g| (&g[0].scenario, &g[0].protocol, &g[0].load) == key)
-        {
+        let key = |r: &Report| {
+            (
+                r.hub.clone(),
+                r.scenario.clone(),
+                r.protocol.clone(),
+                r.load.clone(),
+            )
+        };
+        match groups.iter_mut().find(|g| key(g[0]) == key(report)) {
             Some(group) => group.push(report),
             None => groups.push(vec![report]),
         }
@@ -305,7 +322,7 @@ fn merge(group: &[&Report]) -> Report {
     merged
 }
 
-fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+pub(crate) fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     let mut values: Vec<f64> = values.collect();
     if values.is_empty() {
         return None;
@@ -337,6 +354,12 @@ pub fn table(reports: &[Report], markdown: bool) -> String {
     let rows: Vec<Vec<String>> = std::iter::once(HEADER.iter().map(|h| h.to_string()).collect())
         .chain(reports.iter().map(Report::row))
         .collect();
+    render(&rows, markdown)
+}
+
+/// Rows (the first one the header, all of the same length) as Markdown or
+/// as aligned text.
+pub(crate) fn render(rows: &[Vec<String>], markdown: bool) -> String {
     let mut out = String::new();
     if markdown {
         for (i, row) in rows.iter().enumerate() {
@@ -347,10 +370,11 @@ pub fn table(reports: &[Report], markdown: bool) -> String {
         }
         return out;
     }
-    let widths: Vec<usize> = (0..HEADER.len())
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
-    for row in &rows {
+    for row in rows {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -372,7 +396,7 @@ fn cpu_text(report: &Report) -> String {
 }
 
 /// Milliseconds with precision that suits the size.
-fn ms(value: f64) -> String {
+pub(crate) fn ms(value: f64) -> String {
     if value < 10.0 {
         format!("{value:.3}")
     } else if value < 1000.0 {
@@ -383,7 +407,7 @@ fn ms(value: f64) -> String {
 }
 
 /// A count or rate, without false precision.
-fn number(value: f64) -> String {
+pub(crate) fn number(value: f64) -> String {
     if value.abs() >= 100.0 || value.fract() == 0.0 {
         format!("{value:.0}")
     } else if value.abs() >= 1.0 {

@@ -164,6 +164,22 @@ fn parse_rss_kib(status: &str) -> Option<u64> {
         .ok()
 }
 
+/// Bytes a process has caused to be written to storage so far
+/// (`write_bytes` of `/proc/<pid>/io`; sockets do not count). It grows
+/// when pages are dirtied, not when they reach the disk, so it stops
+/// growing as soon as the process stops writing.
+pub fn storage_written(pid: u32) -> Option<u64> {
+    parse_write_bytes(&std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?)
+}
+
+fn parse_write_bytes(io: &str) -> Option<u64> {
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// CPU seconds the whole machine spent busy (all cores, everything but
 /// idle and I/O wait), from `/proc/stat`.
 pub fn machine_busy_seconds() -> Option<f64> {
@@ -283,6 +299,10 @@ mod tests {
         let proc_stat = "cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 50 0 25 500 10 1 1 0 0 0\n";
         assert_eq!(parse_machine_busy(proc_stat), Some(1.6));
         assert!(machine_busy_seconds().is_some());
+        let io =
+            "rchar: 10\nwchar: 20\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_write_bytes(io), Some(8192));
+        assert!(storage_written(std::process::id()).is_some());
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! queued message has arrived, checking that each arrived exactly once,
 //! that each sender's messages kept their order, and (where the hub gives
 //! seqs) that seqs only increase. v2 gets events one by one and then
-//! `caught_up`; legacy gets `offline_messages` batches.
+//! `caught_up`; legacy gets `offline_messages` batches. The backlog counts
+//! as queued once the hub has acknowledged every message and stopped
+//! writing to storage (with `--hub-pid`; see `Ctx::wait_until_stored`).
 
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::Ctx;
+use super::{settle, Ctx};
 use crate::cli::{BacklogArgs, Protocol};
 use crate::pipeline::{self, Filled};
 use crate::report::{Report, Throughput};
@@ -36,6 +38,11 @@ pub async fn run(ctx: &Ctx, args: &BacklogArgs) -> Result<Report> {
         .map(|s| ctx.id(&format!("backlog-s{s}")))
         .collect();
     let mut senders = ctx.open_agents(&sender_ids, BIG_READ_BUFFER).await?;
+    // Read the presence lists the senders' own registers caused: none of
+    // them names the recipient, and an old one must not be taken for the
+    // news that it left (the original would then deliver the backlog to
+    // the closing socket, and lose it).
+    settle(&mut senders).await?;
     let token = ctx.target.mint_agent_token(&recipient).await?;
 
     let mut ws = ctx
@@ -63,7 +70,13 @@ pub async fn run(ctx: &Ctx, args: &BacklogArgs) -> Result<Report> {
     }))
     .await
     .context("queueing the backlog")?;
-    let fill_secs = (clock.now_ns() - fill_start) as f64 / 1e9;
+    // Queued means stored: see `wait_until_stored`.
+    let acknowledged_ns = clock.now_ns();
+    let stored_ns = ctx
+        .wait_until_stored()
+        .await
+        .map_or(acknowledged_ns, |ns| ns.max(acknowledged_ns));
+    let fill_secs = (stored_ns - fill_start) as f64 / 1e9;
     let mut filled = Filled::default();
     for fill in &fills {
         filled.merge(fill);

@@ -7,7 +7,9 @@
 //! database cannot serve them all from the few pages it touched last. A
 //! pool of `--connections` workers sends them; a request due while all are
 //! busy waits, and the wait counts as latency. Each answer must be a full
-//! page.
+//! page. With `--newest` every request asks for the newest page instead:
+//! the original hub knows no `before` (nor `limit`: it always answers the
+//! newest 50), so only that compares the two hubs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,6 +59,7 @@ pub async fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<Report> {
     }
     let page = args.page_size as i64;
     let pages = match seqs {
+        _ if args.newest => Pages::Newest,
         Some((low, high)) if high - low + 1 >= page => Pages::Random {
             low: low + page,
             high: high + 1,
@@ -176,7 +179,12 @@ async fn prefill(ctx: &Ctx, args: &HistoryArgs, group: &str) -> Result<Filled> {
     }))
     .await
     .context("prefilling the group")?;
-    let elapsed = (ctx.clock.now_ns() - start) as f64 / 1e9;
+    let acknowledged_ns = ctx.clock.now_ns();
+    let stored_ns = ctx
+        .wait_until_stored()
+        .await
+        .map_or(acknowledged_ns, |ns| ns.max(acknowledged_ns));
+    let elapsed = (stored_ns - start) as f64 / 1e9;
     let mut filled = Filled::default();
     for fill in &fills {
         filled.merge(fill);

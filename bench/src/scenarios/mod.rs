@@ -18,7 +18,7 @@ use futures_util::{future, stream, StreamExt, TryStreamExt};
 
 use crate::cli::Timing;
 use crate::schedule::{Clock, Pacing, Schedule};
-use crate::stats::CpuMeter;
+use crate::stats::{storage_written, CpuMeter};
 use crate::target::{Target, Ws};
 use crate::ws;
 
@@ -87,6 +87,44 @@ impl Ctx {
                 waited.as_secs_f64()
             );
         }
+    }
+
+    /// Waits until the hub (if its pid is known) has written nothing to
+    /// storage for a moment, and returns when it last did (clock ns).
+    ///
+    /// Filling a backlog or a history uses `heartbeat_ack` as the sign that
+    /// the hub has handled the frames before it. Ours handles a
+    /// connection's frames in order, so it is; the original handles each
+    /// frame in its own async callback and answers a heartbeat while the
+    /// messages before it still wait for SQLite. Draining or reading before
+    /// they are stored would measure a half-filled hub (and the original
+    /// deletes a backlog it is still writing), so after a fill we also wait
+    /// for its writes to stop.
+    pub async fn wait_until_stored(&self) -> Option<u64> {
+        const POLL: Duration = Duration::from_millis(50);
+        const QUIET: Duration = Duration::from_secs(1);
+        const LIMIT: Duration = Duration::from_secs(600);
+        let pid = self.target.hub_pid()?;
+        let mut written = storage_written(pid)?;
+        let start = tokio::time::Instant::now();
+        let mut last_change = start;
+        let mut last_change_ns = self.clock.now_ns();
+        while last_change.elapsed() < QUIET && start.elapsed() < LIMIT {
+            tokio::time::sleep(POLL).await;
+            let now = storage_written(pid)?;
+            if now != written {
+                written = now;
+                last_change = tokio::time::Instant::now();
+                last_change_ns = self.clock.now_ns();
+            }
+        }
+        if start.elapsed() > Duration::from_secs(2) {
+            eprintln!(
+                "clawbot-bench: the hub went on writing for {:.1} s after acknowledging the fill",
+                (last_change - start).as_secs_f64()
+            );
+        }
+        Some(last_change_ns)
     }
 
     /// A fresh id for this run: `<run id>-<name>`.
