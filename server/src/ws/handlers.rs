@@ -35,7 +35,7 @@ impl Connection {
         Connection {
             hub,
             principal,
-            replies: Replies::start(Arc::clone(&outbox)),
+            replies: Replies::new(Arc::clone(&outbox)),
             outbox,
             conn_id,
             session: None,
