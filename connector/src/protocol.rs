@@ -95,6 +95,12 @@ pub enum ClientFrame {
         /// resumes right after it.
         #[serde(default)]
         last_seq: Option<i64>,
+        /// v2: `true` to be told who is online: `agent_list` right after
+        /// `registered`, then a `presence` frame whenever agents come or
+        /// go. Absent or `false`: neither (ask `GET /api/agents` instead).
+        /// Legacy clients always get `agent_list`, as from the original.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        presence: Option<bool>,
     },
     #[serde(rename_all = "camelCase")]
     JoinGroup {
@@ -417,6 +423,13 @@ pub enum ServerFrame {
         credential: Option<String>,
     },
     AgentList {
+        agents: Vec<AgentSummary>,
+    },
+    /// v2, to clients that registered with `presence: true`: the agents
+    /// whose presence changed since the previous `presence` frame, each as
+    /// it is now (`status` `online` or `offline`). Applied in order to the
+    /// `agent_list` received at register, it keeps that list current.
+    Presence {
         agents: Vec<AgentSummary>,
     },
     /// Legacy clients: what they missed while offline, oldest first.

@@ -113,6 +113,7 @@ def connect(
     rest_url: Optional[str] = None,
     last_seq: Optional[int] = None,
     connect_timeout: float = 10.0,
+    presence: bool = True,
 ) -> Awaitable[NativeClient]: ...
 def connect_blocking(
     server_url: str,
@@ -126,5 +127,6 @@ def connect_blocking(
     rest_url: Optional[str] = None,
     last_seq: Optional[int] = None,
     connect_timeout: float = 10.0,
+    presence: bool = True,
 ) -> NativeClient: ...
 def quiesce() -> None: ...

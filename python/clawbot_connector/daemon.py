@@ -149,7 +149,10 @@ class Daemon:
         first."""
         delay = FIRST_RETRY_SECS
         while True:
-            attempt = asyncio.ensure_future(_native.connect(**native_arguments(self.settings)))
+            # The daemon never asks who is online; following presence would
+            # cost the hub a frame for every machine on every arrival.
+            attempt = asyncio.ensure_future(
+                _native.connect(**native_arguments(self.settings), presence=False))
             if not await self._unless_stopped(attempt):
                 attempt.cancel()
                 return None

@@ -41,6 +41,7 @@ fn build_config(
     rest_url: Option<String>,
     last_seq: Option<i64>,
     connect_timeout: f64,
+    presence: bool,
 ) -> ClientConfig {
     let mut agent = AgentInfo::new(agent_id);
     agent.name = name;
@@ -53,6 +54,7 @@ fn build_config(
     config.rest_url = rest_url;
     config.last_seq = last_seq;
     config.connect_timeout = Duration::from_secs_f64(connect_timeout.max(0.1));
+    config.presence = presence;
     config
 }
 
@@ -69,7 +71,7 @@ async fn open(config: ClientConfig) -> PyResult<NativeClient> {
 /// Connects and registers; the awaitable resolves to a `NativeClient`.
 #[pyfunction]
 #[pyo3(signature = (server_url, agent_id, token=None, name=None, role=None, device=None,
-    capabilities=Vec::new(), groups=Vec::new(), rest_url=None, last_seq=None, connect_timeout=10.0))]
+    capabilities=Vec::new(), groups=Vec::new(), rest_url=None, last_seq=None, connect_timeout=10.0, presence=true))]
 #[allow(clippy::too_many_arguments)]
 pub fn connect(
     py: Python<'_>,
@@ -84,6 +86,7 @@ pub fn connect(
     rest_url: Option<String>,
     last_seq: Option<i64>,
     connect_timeout: f64,
+    presence: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
     let config = build_config(
         server_url,
@@ -97,6 +100,7 @@ pub fn connect(
         rest_url,
         last_seq,
         connect_timeout,
+        presence,
     );
     pyo3_async_runtimes::tokio::future_into_py(py, open(config))
 }
@@ -104,7 +108,7 @@ pub fn connect(
 /// `connect` for code without an event loop.
 #[pyfunction]
 #[pyo3(signature = (server_url, agent_id, token=None, name=None, role=None, device=None,
-    capabilities=Vec::new(), groups=Vec::new(), rest_url=None, last_seq=None, connect_timeout=10.0))]
+    capabilities=Vec::new(), groups=Vec::new(), rest_url=None, last_seq=None, connect_timeout=10.0, presence=true))]
 #[allow(clippy::too_many_arguments)]
 pub fn connect_blocking(
     py: Python<'_>,
@@ -119,6 +123,7 @@ pub fn connect_blocking(
     rest_url: Option<String>,
     last_seq: Option<i64>,
     connect_timeout: f64,
+    presence: bool,
 ) -> PyResult<NativeClient> {
     let config = build_config(
         server_url,
@@ -132,6 +137,7 @@ pub fn connect_blocking(
         rest_url,
         last_seq,
         connect_timeout,
+        presence,
     );
     block_on(py, open(config))
 }

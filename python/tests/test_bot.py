@@ -247,3 +247,35 @@ async def test_the_original_skill_usage_runs_as_written(hub):
     assert (await next_item(tasks))["content"] == "/task Deploy new version"
     await bot.disconnect()
     await macbook.disconnect()
+
+
+async def _until(condition: Any) -> bool:
+    """Whether ``condition()`` holds within WAIT seconds. The SDK has no
+    event for presence, so this polls what it keeps."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_get_online_bots_follows_who_comes_and_goes(hub):
+    from clawbot_connector import _native
+
+    alice = await connect_to_network(**hub.bot_args("alice"))
+    bob = await connect_to_network(**hub.bot_args("bob"))
+
+    def online(bot: Any) -> List[str]:
+        return [agent["id"] for agent in bot.get_online_bots()]
+
+    assert await _until(lambda: online(alice) == ["alice", "bob"]), online(alice)
+    # A client that does not follow presence (as the daemon connects) is
+    # told nothing: its list stays empty while alice's keeps up.
+    quiet = await _native.connect(server_url=hub.ws, rest_url=hub.http, agent_id="carol",
+                                  token=hub.agent_token("carol"), presence=False)
+    await bob.disconnect()
+    assert await _until(lambda: online(alice) == ["alice", "carol"]), online(alice)
+    assert list(quiet.online_agents()) == []
+    await quiet.close()
+    await alice.disconnect()

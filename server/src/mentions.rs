@@ -15,6 +15,11 @@ pub struct Directory {
     by_first_char: HashMap<char, Vec<Key>>,
     /// The keys each agent currently has, to drop them on rename.
     keys_of: HashMap<String, Vec<Vec<char>>>,
+    /// Agents by folded id (two ids may fold alike), so that checking a
+    /// new name against every id does not scan a bucket: on a big hub one
+    /// bucket can hold thousands of ids with a common prefix, and every
+    /// register checks.
+    id_owners: HashMap<Vec<char>, Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -40,12 +45,21 @@ fn fold(text: &str) -> Vec<char> {
 impl Directory {
     /// Adds or renames an agent.
     pub fn upsert(&mut self, agent_id: &str, name: &str) {
-        self.remove(agent_id);
         let mut keys = vec![fold(agent_id)];
         let name = fold(name.trim());
         if !name.is_empty() && !keys.contains(&name) {
             keys.push(name);
         }
+        // Every register lands here; most change nothing, and removing
+        // costs a scan of the agent's buckets.
+        if self.keys_of.get(agent_id) == Some(&keys) {
+            return;
+        }
+        self.remove(agent_id);
+        self.id_owners
+            .entry(keys[0].clone())
+            .or_default()
+            .push(agent_id.to_owned());
         for (index, key) in keys.iter().enumerate() {
             self.by_first_char.entry(key[0]).or_default().push(Key {
                 folded: key.clone(),
@@ -57,7 +71,16 @@ impl Directory {
     }
 
     fn remove(&mut self, agent_id: &str) {
-        for key in self.keys_of.remove(agent_id).unwrap_or_default() {
+        let keys = self.keys_of.remove(agent_id).unwrap_or_default();
+        if let Some(id_key) = keys.first() {
+            if let Some(owners) = self.id_owners.get_mut(id_key) {
+                owners.retain(|owner| owner != agent_id);
+                if owners.is_empty() {
+                    self.id_owners.remove(id_key);
+                }
+            }
+        }
+        for key in keys {
             if let Some(bucket) = self.by_first_char.get_mut(&key[0]) {
                 bucket.retain(|k| k.agent_id != agent_id);
             }
@@ -68,11 +91,11 @@ impl Directory {
     /// name must not pass for someone else's id.
     pub fn id_owner_other_than(&self, agent_id: &str, name: &str) -> Option<String> {
         let folded = fold(name.trim());
-        let bucket = self.by_first_char.get(folded.first()?)?;
-        bucket
+        self.id_owners
+            .get(&folded)?
             .iter()
-            .find(|key| key.is_id && key.folded == folded && key.agent_id != agent_id)
-            .map(|key| key.agent_id.clone())
+            .find(|owner| *owner != agent_id)
+            .cloned()
     }
 
     pub fn resolve(&self, text: &str) -> Resolved {
@@ -272,5 +295,26 @@ mod tests {
         directory.upsert("rev", "Second Opinion");
         assert!(directory.resolve("@Code Reviewer").agents.is_empty());
         assert_eq!(directory.resolve("@second opinion").agents, ["rev"]);
+    }
+
+    #[test]
+    fn ids_that_fold_alike_are_both_owners() {
+        let mut directory = directory();
+        directory.upsert("Bob", "Robert");
+        assert_eq!(
+            directory.id_owner_other_than("bob", "BOB"),
+            Some("Bob".into())
+        );
+        assert_eq!(
+            directory.id_owner_other_than("Bob", "bob"),
+            Some("bob".into())
+        );
+        // Registering again unchanged, then renaming, keeps the id index
+        // right.
+        directory.upsert("Bob", "Robert");
+        directory.upsert("Bob", "Rob");
+        assert!(directory.id_owner_other_than("mallory", "bob").is_some());
+        assert_eq!(directory.resolve("@rob").agents, ["Bob"]);
+        assert!(directory.resolve("@Robert").agents.is_empty());
     }
 }

@@ -247,3 +247,81 @@ async fn sending_while_the_hub_is_down_is_queued_and_sent_once_on_reconnect() {
     };
     assert_eq!((dm.content.as_str(), dm.seq), ("queued", sent.seq));
 }
+
+/// The next `AgentList` event whose ids are `expected`.
+async fn until_online(events: &mut Events, expected: &[&str]) -> Vec<String> {
+    loop {
+        let event = tokio::time::timeout(common::WAIT, events.recv())
+            .await
+            .expect("no presence in time")
+            .expect("events ended");
+        if let Event::AgentList(agents) = event {
+            let ids: Vec<String> = agents.into_iter().map(|a| a.id).collect();
+            if ids == expected {
+                return ids;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_connector_follows_who_is_online_from_presence_changes() {
+    let hub = TestHub::start().await;
+    let (alice, mut alice_events) = agent(&hub, "alice").await;
+    until_online(&mut alice_events, &["alice"]).await;
+    let (bob, _bob_events) = agent(&hub, "bob").await;
+    until_online(&mut alice_events, &["alice", "bob"]).await;
+    let online: Vec<String> = alice.online_agents().into_iter().map(|a| a.id).collect();
+    assert_eq!(online, ["alice", "bob"]);
+    bob.close().await;
+    until_online(&mut alice_events, &["alice"]).await;
+    assert_eq!(alice.online_agents().len(), 1);
+
+    // An agent that does not follow presence is told nothing, and its
+    // list stays empty; it can still ask over REST.
+    let token = hub.agent_token("carol").await;
+    let mut quiet = config(&hub, "carol", &token);
+    quiet.presence = false;
+    let (carol, mut carol_events) = connect(quiet).await.unwrap();
+    let (dave, _dave_events) = agent(&hub, "dave").await;
+    until_online(&mut alice_events, &["alice", "carol", "dave"]).await;
+    dave.close().await;
+    until_online(&mut alice_events, &["alice", "carol"]).await;
+    // Both broadcasts are out; a stored event sent now arrives after them.
+    alice.send_direct_message("carol", "after").await.unwrap();
+    loop {
+        let event = tokio::time::timeout(common::WAIT, carol_events.recv())
+            .await
+            .expect("no event in time")
+            .expect("events ended");
+        match event {
+            Event::Connected { .. } => {}
+            Event::DirectMessage(dm) => {
+                assert_eq!(dm.content, "after");
+                break;
+            }
+            other => panic!("carol does not follow presence, got {other:?}"),
+        }
+    }
+    assert!(carol.online_agents().is_empty());
+    let statuses: Vec<(String, bool)> = carol
+        .agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| {
+            (
+                a.id,
+                a.status == clawbot_connector::protocol::AgentStatus::Online,
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&("dave".to_owned(), false)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("carol".to_owned(), true)),
+        "{statuses:?}"
+    );
+}

@@ -147,17 +147,22 @@ async fn agents_are_listed_online_and_offline_with_capabilities() {
     let hub = TestHub::start().await;
     let token = hub.agent_token("gpu-box").await;
     let mut gpu = hub.connect(Some(&token)).await;
-    gpu.send(json!({"type": "register", "protocol": 2,
+    gpu.send(json!({"type": "register", "protocol": 2, "presence": true,
         "agent": {"id": "gpu-box", "name": "GPU", "capabilities": ["gpu", "cuda"], "device": "linux"}}))
         .await;
     gpu.expect("registered").await;
     let alice = hub.legacy("alice", "Alice").await;
-    // gpu-box is told who is online by agent_list: alice comes, then goes.
+    // gpu-box follows presence: alice comes, then goes.
     let mut alice = Some(alice);
-    for online in [2, 1] {
+    for status in ["online", "offline"] {
         loop {
-            let list = gpu.next().await;
-            if list["type"] == "agent_list" && list["agents"].as_array().unwrap().len() == online {
+            let frame = gpu.next().await;
+            let alice_now = frame["agents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["id"] == "alice");
+            if frame["type"] == "presence" && alice_now.is_some_and(|a| a["status"] == status) {
                 break;
             }
         }

@@ -53,7 +53,11 @@ pub async fn run(ctx: &Ctx, args: &BacklogArgs) -> Result<Report> {
     ws.close(None).await.ok();
     while let Some(Ok(_)) = ws.next().await {}
     drop(ws);
-    wait_until_offline(&mut senders[0], &recipient).await;
+    if ctx.target.v2() {
+        wait_until_offline_rest(ctx, &recipient).await;
+    } else {
+        wait_until_offline(&mut senders[0], &recipient).await;
+    }
 
     let clock = ctx.clock;
     let fill_start = clock.now_ns();
@@ -149,8 +153,41 @@ pub async fn run(ctx: &Ctx, args: &BacklogArgs) -> Result<Report> {
     Ok(report.finish())
 }
 
-/// Waits (at most a few seconds) until the hub says `agent` is offline in
-/// an `agent_list`, so that the DMs that follow are queued, not delivered.
+/// Waits (at most a few seconds) until `GET /api/agents/{agent}` says it is
+/// offline, so that the DMs that follow are queued, not delivered. v2
+/// connections here do not follow presence, so they are not told.
+async fn wait_until_offline_rest(ctx: &Ctx, agent: &str) {
+    #[derive(serde::Deserialize)]
+    struct Agent {
+        status: String,
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let response = ctx
+            .target
+            .http()
+            .get(ctx.target.http_url(&format!("/api/agents/{agent}")))
+            .bearer_auth(ctx.target.admin_token().unwrap_or_default())
+            .send()
+            .await;
+        if let Ok(response) = response {
+            let body = response.text().await.unwrap_or_default();
+            if let Ok(agent) = serde_json::from_str::<Agent>(&body) {
+                if agent.status == "offline" {
+                    return;
+                }
+            }
+        }
+        // Polling: the hub has no event to wait for on a connection that
+        // does not follow presence.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("clawbot-bench: backlog: {agent} still online after 5 s; going on");
+}
+
+/// Legacy: waits (at most a few seconds) until the hub says `agent` is
+/// offline in an `agent_list`, so that the DMs that follow are queued, not
+/// delivered.
 async fn wait_until_offline(ws: &mut Ws, agent: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, ws.next()).await {

@@ -6,10 +6,11 @@
 //! report how long it took until every one was registered and, with
 //! `--hub-pid`, how much the hub's resident memory grew per connection.
 //!
-//! The hub tells every registered connection when anyone comes or goes
-//! (`agent_list`, the whole list of online agents), so registering N
-//! agents makes it send O(N²) bytes; the report includes how much the
-//! generator had to read, which shows that cost.
+//! A legacy connection is told whenever anyone comes or goes
+//! (`agent_list`, the whole list of online agents), so registering N legacy
+//! agents makes a hub send O(N²) bytes; v2 connections here do not ask for
+//! presence and get none. The report includes how much the generator had
+//! to read, which shows that cost.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -26,6 +26,12 @@ pub struct ClientConfig {
     /// Resume after this sequence number on the first connect (from a
     /// previous run); later reconnects resume from what was delivered.
     pub last_seq: Option<i64>,
+    /// Whether to follow who is online ([`crate::client::Client::online_agents`]
+    /// and `Event::AgentList`). On by default. Each change costs the hub a
+    /// frame to every follower, so agents on a big hub that do not care
+    /// who is online should turn it off (and ask `GET /api/agents` when
+    /// they need to know).
+    pub presence: bool,
     /// How long the first connection may take.
     pub connect_timeout: Duration,
     /// The connection is considered dead after this long without any frame
@@ -45,6 +51,7 @@ impl ClientConfig {
             agent,
             groups: Vec::new(),
             last_seq: None,
+            presence: true,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             min_backoff: Duration::from_millis(200),

@@ -16,7 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::{lock, ClientConfig, ClientError, Command, Event, Request, Shared};
-use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, PROTOCOL_V2};
+use crate::protocol::{
+    AgentStatus, AgentSummary, ClientFrame, ErrorCode, ServerFrame, PROTOCOL_V2,
+};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -164,6 +166,7 @@ async fn connect_once(
         agent: config.agent.clone(),
         protocol: Some(PROTOCOL_V2),
         last_seq,
+        presence: Some(config.presence),
     };
     send(&mut socket, &register).await?;
     let deadline = Instant::now() + config.connect_timeout;
@@ -419,6 +422,12 @@ impl Session<'_> {
                 *lock(&self.shared.online) = agents.clone();
                 Event::AgentList(agents)
             }
+            // The application still sees the whole list, now current.
+            ServerFrame::Presence { agents: changed } => {
+                let mut online = lock(&self.shared.online);
+                apply_presence(&mut online, changed);
+                Event::AgentList(online.clone())
+            }
             ServerFrame::OfflineMessages { .. }
             | ServerFrame::Registered { .. }
             | ServerFrame::CaughtUp { .. } => return Ok(()),
@@ -453,4 +462,18 @@ impl Session<'_> {
             let _ = reply.send(Ok(frame));
         }
     }
+}
+
+/// Brings the online list up to date with a `presence` frame: each changed
+/// agent replaces its old entry, and only online ones stay.
+fn apply_presence(online: &mut Vec<AgentSummary>, changed: Vec<AgentSummary>) {
+    let ids: std::collections::HashSet<&str> = changed.iter().map(|c| c.id.as_str()).collect();
+    online.retain(|agent| !ids.contains(agent.id.as_str()));
+    drop(ids);
+    online.extend(
+        changed
+            .into_iter()
+            .filter(|agent| agent.status == AgentStatus::Online),
+    );
+    online.sort_by(|a, b| a.id.cmp(&b.id));
 }

@@ -32,8 +32,9 @@ use crate::store::{groups, now_iso, Store, StoreError};
 use outbox::Rendered;
 use session::Session;
 
-/// How long presence changes are gathered before one `agent_list` goes out:
-/// a burst of registers costs one broadcast, not one each.
+/// How long presence changes are gathered before they go out (`agent_list`
+/// to legacy clients, `presence` to v2 followers): a burst of registers
+/// costs one broadcast, not one each.
 const PRESENCE_DEBOUNCE: Duration = Duration::from_millis(100);
 /// How often delivery cursors of live sessions are saved.
 const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -56,6 +57,9 @@ struct Shared {
     directory: RwLock<Directory>,
     /// Profiles of every known agent, for presence and listings.
     profiles: RwLock<HashMap<String, AgentRecord>>,
+    /// Agents that came or went since the last presence broadcast.
+    presence_changes: Mutex<HashSet<String>>,
+    /// Wakes the presence broadcast.
     presence_changed: Notify,
     next_conn_id: AtomicU64,
     /// Open WebSocket connections, so shutdown can wait for them to save
@@ -111,6 +115,7 @@ impl Hub {
                 members: Mutex::new(members),
                 directory: RwLock::new(directory),
                 profiles: RwLock::new(profiles),
+                presence_changes: Mutex::new(HashSet::new()),
                 presence_changed: Notify::new(),
                 next_conn_id: AtomicU64::new(1),
                 connections: TaskTracker::new(),
@@ -261,7 +266,7 @@ impl Hub {
                 .close(CLOSE_REPLACED, "replaced by a newer connection");
         }
         lock(&self.shared.offline_since).remove(&session.agent_id);
-        self.shared.presence_changed.notify_one();
+        self.presence_changed(&session.agent_id);
         self.tasks_changed();
         previous
     }
@@ -306,8 +311,13 @@ impl Hub {
             }
         }
         if removed {
-            self.shared.presence_changed.notify_one();
+            self.presence_changed(&session.agent_id);
         }
+    }
+
+    fn presence_changed(&self, agent_id: &str) {
+        lock(&self.shared.presence_changes).insert(agent_id.to_owned());
+        self.shared.presence_changed.notify_one();
     }
 
     /// Hands committed events to the live sessions that should see them.
@@ -401,8 +411,33 @@ impl Hub {
         render(&ServerFrame::AgentList { agents })
     }
 
-    /// Pushes `agent_list` to every connection after presence changes,
-    /// gathering bursts into one broadcast.
+    /// `presence`: the agents in `changed` as they are now, by id.
+    fn presence_frame(&self, changed: &HashSet<String>) -> Rendered {
+        let now = now_iso();
+        let online: Vec<bool> = {
+            let sessions = lock(&self.shared.sessions);
+            changed.iter().map(|id| sessions.contains_key(id)).collect()
+        };
+        let profiles = self
+            .shared
+            .profiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut agents: Vec<AgentSummary> = changed
+            .iter()
+            .zip(online)
+            .filter_map(|(id, online)| profiles.get(id).map(|agent| summarize(agent, online, &now)))
+            .collect();
+        drop(profiles);
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        render(&ServerFrame::Presence { agents })
+    }
+
+    /// After presence changes, gathered for [`PRESENCE_DEBOUNCE`]: the
+    /// whole `agent_list` to every legacy connection, as the original did,
+    /// and only what changed to v2 connections that follow presence. v2
+    /// connections that do not follow it get nothing, so a hub full of
+    /// them does no work per connection when agents come and go.
     async fn broadcast_presence(self) {
         loop {
             tokio::select! {
@@ -410,11 +445,27 @@ impl Hub {
                 () = self.shared.shutdown.cancelled() => return,
             }
             tokio::time::sleep(PRESENCE_DEBOUNCE).await;
-            let frame = self.agent_list_frame();
-            let sessions: Vec<Arc<Session>> =
-                lock(&self.shared.sessions).values().cloned().collect();
-            for session in sessions {
-                session.outbox.push_frame(frame.clone());
+            let changed = std::mem::take(&mut *lock(&self.shared.presence_changes));
+            if changed.is_empty() {
+                continue;
+            }
+            let (legacy, followers): (Vec<Arc<Session>>, Vec<Arc<Session>>) =
+                lock(&self.shared.sessions)
+                    .values()
+                    .filter(|session| session.follows_presence)
+                    .cloned()
+                    .partition(|session| !session.is_v2());
+            if !legacy.is_empty() {
+                let frame = self.agent_list_frame();
+                for session in legacy {
+                    session.outbox.push_frame(frame.clone());
+                }
+            }
+            if !followers.is_empty() {
+                let frame = self.presence_frame(&changed);
+                for session in followers {
+                    session.outbox.push_frame(frame.clone());
+                }
             }
         }
     }

@@ -30,6 +30,10 @@ pub struct Session {
     /// while it was online, and reaches a legacy client as ordinary frames
     /// rather than in `offline_messages`.
     pub registered_at_seq: i64,
+    /// Gets presence broadcasts: every legacy client (the whole
+    /// `agent_list`, as the original sent it), and v2 clients that asked
+    /// for it in `register` (`presence` frames with the changes).
+    pub follows_presence: bool,
 }
 
 impl Session {

@@ -28,13 +28,48 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const LINGER_AFTER_TOO_BIG: Duration = Duration::from_millis(500);
 const TOO_BIG_REASON: &str = "frame too large";
 
-pub async fn run(hub: Hub, socket: WebSocket, principal: Principal) {
+/// Serves one upgraded connection until it ends.
+///
+/// Not an `async fn`: one keeps its arguments in its state for as long as
+/// it runs, and the whole `WebSocket` (about 1 KB) would then sit in every
+/// connection's task after it was split. Splitting first leaves only the
+/// two small handles in the future.
+pub fn run(
+    hub: Hub,
+    socket: WebSocket,
+    principal: Principal,
+) -> impl std::future::Future<Output = ()> + Send {
+    let (sink, stream) = socket.split();
+    serve(hub, sink, stream, principal)
+}
+
+async fn serve(
+    hub: Hub,
+    sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    principal: Principal,
+) {
     let _tracked = hub.connections().token();
-    let (sink, mut stream) = socket.split();
     let outbox = Outbox::new(hub.config().max_queue, hub.config().max_queue_bytes);
-    let mut writer = tokio::spawn(write_loop(hub.clone(), sink, Arc::clone(&outbox)));
+    // Spawned without binding it first: a future held in a local of this
+    // function would keep its space in this task's state until the end.
+    let writer = tokio::spawn(write_loop(hub.clone(), sink, Arc::clone(&outbox)));
     let mut connection = Connection::new(hub.clone(), principal, Arc::clone(&outbox));
     read_loop(&hub, &mut connection, &mut stream).await;
+    // Boxed: what happens at the end (waiting for the writer, lingering,
+    // saving the cursor) would otherwise make every live connection's task
+    // as large as its largest step.
+    Box::pin(finish(connection, stream, outbox, writer)).await;
+}
+
+/// The reading side has ended: lets the writer send what it must, then
+/// closes the socket and detaches the session.
+async fn finish(
+    connection: Connection,
+    stream: SplitStream<WebSocket>,
+    outbox: Arc<Outbox>,
+    mut writer: tokio::task::JoinHandle<()>,
+) {
     if !outbox.is_closed() {
         outbox.mark_gone();
     }
@@ -93,7 +128,10 @@ async fn read_loop(hub: &Hub, connection: &mut Connection, stream: &mut SplitStr
             Ok(Some(Ok(message))) => message,
         };
         match message {
-            Message::Text(text) => connection.handle_text(&text).await,
+            // Boxed: handling a frame (a register above all) needs a few
+            // KB of state, and kept inline it would sit in every idle
+            // connection's task for as long as the connection lives.
+            Message::Text(text) => Box::pin(connection.handle_text(&text)).await,
             Message::Binary(_) => connection.reply_error(&HubError::new(
                 ErrorCode::InvalidFrame,
                 "binary frames are not supported; send JSON text",

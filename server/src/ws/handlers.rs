@@ -35,7 +35,7 @@ impl Connection {
         Connection {
             hub,
             principal,
-            replies: Replies::start(Arc::clone(&outbox)),
+            replies: Replies::new(Arc::clone(&outbox)),
             outbox,
             conn_id,
             session: None,
@@ -74,7 +74,8 @@ impl Connection {
                 agent,
                 protocol,
                 last_seq,
-            }) => self.register(agent, protocol, last_seq).await,
+                presence,
+            }) => self.register(agent, protocol, last_seq, presence).await,
             Ok(frame) => match self.session.clone() {
                 None => Err(HubError::new(
                     ErrorCode::NotRegistered,
@@ -93,6 +94,7 @@ impl Connection {
         agent: AgentInfo,
         protocol: Option<u32>,
         last_seq: Option<i64>,
+        presence: Option<bool>,
     ) -> Result<(), HubError> {
         if let Some(session) = &self.session {
             return Err(HubError::new(
@@ -197,6 +199,8 @@ impl Connection {
             protocol,
             outbox: Arc::clone(&self.outbox),
             registered_at_seq: head,
+            // Legacy clients depend on `agent_list`; v2 clients opt in.
+            follows_presence: !v2 || presence == Some(true),
         });
         let previous = self.hub.attach(Arc::clone(&session));
         // Resume where the agent left off: a v2 client says where; for a
@@ -222,8 +226,12 @@ impl Connection {
             resume_from,
             credential,
         });
-        // Who is online, now rather than at the next presence broadcast.
-        self.replies.ready(self.hub.agent_list_frame());
+        // Who is online, now rather than at the next presence broadcast;
+        // later broadcasts change this list. Rendering it costs O(online),
+        // which is why only followers get it.
+        if session.follows_presence {
+            self.replies.ready(self.hub.agent_list_frame());
+        }
         tracing::info!(agent = %record.id, protocol, resume_from, "registered");
         // Catch-up starts only once `registered` is in the outbox.
         let (hub, catching_up) = (self.hub.clone(), Arc::clone(&session));

@@ -5,13 +5,18 @@
 //! the write is queued (the writer keeps submission order) and its answer
 //! waits here. Every other answer queues behind it, so a client sees
 //! `sent` for its first message before the `heartbeat_ack` it asked for
-//! next. One task per connection works through the queue.
+//! next.
+//!
+//! Most of the time nothing is waiting, and an answer goes straight to the
+//! outbox. Only while an answer is pending does a task work through the
+//! queue, and it ends when the queue is empty: an idle connection holds no
+//! task and no channel here (thousands of idle connections must stay
+//! cheap).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::hub::outbox::{Outbox, Rendered};
 
@@ -24,36 +29,101 @@ enum Reply {
     Then(Box<dyn FnOnce() + Send>),
 }
 
-/// The sending side; dropping it ends the task once the queue is empty.
 pub struct Replies {
-    queue: mpsc::UnboundedSender<Reply>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    outbox: Arc<Outbox>,
+    /// Held only to queue or take one reply, never across an `.await`.
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Reply>,
+    /// A task is working through `waiting` (or awaiting its last answer):
+    /// new replies must queue behind it.
+    draining: bool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Replies {
-    /// Starts the task that moves answers into `outbox`, in order.
-    pub fn start(outbox: Arc<Outbox>) -> Self {
-        let (queue, mut receiver) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(reply) = receiver.recv().await {
-                match reply {
-                    Reply::Ready(frame) => outbox.push_frame(frame),
-                    Reply::Later(answer) => outbox.push_frame(answer.await),
-                    Reply::Then(action) => action(),
-                }
-            }
-        });
-        Replies { queue }
+    pub fn new(outbox: Arc<Outbox>) -> Self {
+        Replies {
+            shared: Arc::new(Shared {
+                outbox,
+                queue: Mutex::new(Queue::default()),
+            }),
+        }
     }
 
     pub fn ready(&self, frame: Rendered) {
-        let _ = self.queue.send(Reply::Ready(frame));
+        self.add(Reply::Ready(frame));
     }
 
     pub fn later(&self, answer: Pin<Box<dyn Future<Output = Rendered> + Send>>) {
-        let _ = self.queue.send(Reply::Later(answer));
+        self.add(Reply::Later(answer));
     }
 
     pub fn then(&self, action: Box<dyn FnOnce() + Send>) {
-        let _ = self.queue.send(Reply::Then(action));
+        self.add(Reply::Then(action));
+    }
+
+    fn add(&self, reply: Reply) {
+        let mut queue = self.shared.queue();
+        if queue.draining {
+            queue.waiting.push_back(reply);
+            return;
+        }
+        match reply {
+            // Nothing is ahead of it: straight through. Only the read loop
+            // adds replies, and no task is draining, so nothing can come
+            // between.
+            Reply::Ready(frame) => {
+                drop(queue);
+                self.shared.outbox.push_frame(frame);
+            }
+            Reply::Then(action) => {
+                drop(queue);
+                action();
+            }
+            Reply::Later(_) => {
+                queue.waiting.push_back(reply);
+                queue.draining = true;
+                drop(queue);
+                tokio::spawn(drain(Arc::clone(&self.shared)));
+            }
+        }
+    }
+}
+
+/// Moves answers into the outbox in order until none is left.
+async fn drain(shared: Arc<Shared>) {
+    loop {
+        let reply = {
+            let mut queue = shared.queue();
+            match queue.waiting.pop_front() {
+                Some(reply) => reply,
+                None => {
+                    queue.draining = false;
+                    // Let go of what a burst made the queue hold.
+                    queue.waiting = VecDeque::new();
+                    return;
+                }
+            }
+        };
+        match reply {
+            Reply::Ready(frame) => shared.outbox.push_frame(frame),
+            Reply::Later(answer) => shared.outbox.push_frame(answer.await),
+            Reply::Then(action) => action(),
+        }
     }
 }

@@ -286,7 +286,7 @@ pub struct Client {
 }
 
 /// Frame types that arrive on their own schedule and that `expect` skips.
-const BACKGROUND: &[&str] = &["agent_list"];
+const BACKGROUND: &[&str] = &["agent_list", "presence"];
 
 impl Client {
     pub async fn connect_url(url: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
@@ -414,7 +414,7 @@ impl Client {
             let frame = self.next().await;
             match frame["type"].as_str().unwrap_or_default() {
                 "caught_up" => return (frames, frame["seq"].as_i64().unwrap()),
-                "agent_list" => {}
+                "agent_list" | "presence" => {}
                 _ => frames.push(frame),
             }
         }
