@@ -11,6 +11,8 @@ use crate::store::messages;
 
 /// Events read from the store per catch-up step.
 const CATCH_UP_PAGE: usize = 1000;
+/// A page small enough to read without leaving the calling task.
+const SMALL_CATCH_UP_PAGE: usize = 64;
 /// Events per legacy `offline_messages` frame.
 const OFFLINE_BATCH: usize = 500;
 /// Content bytes per legacy batch (the frame is split further by size
@@ -55,6 +57,10 @@ impl Session {
 pub async fn catch_up(hub: Hub, session: Arc<Session>) {
     let outbox = &session.outbox;
     let mut after = outbox.sent_seq();
+    // Legacy clients get what waited for them in as few `offline_messages`
+    // frames as the original sent (one, usually): their first read is a
+    // full page.
+    let mut expect_little = session.is_v2();
     loop {
         if outbox.is_closed() {
             return;
@@ -63,13 +69,30 @@ pub async fn catch_up(hub: Hub, session: Arc<Session>) {
         let agent_id = session.agent_id.clone();
         // A page fills at most a quarter of the outbox, leaving room for
         // replies and presence while it drains.
-        let page_size = CATCH_UP_PAGE.min((outbox.capacity() / 4).max(1));
-        let page = hub
-            .store()
-            .read(move |connection| messages::backlog(connection, &agent_id, after, page_size))
-            .await;
+        let full_page = CATCH_UP_PAGE.min((outbox.capacity() / 4).max(1));
+        // Most sessions have little or nothing waiting: the first read, and
+        // the read after a page that was not full, ask for a small page on
+        // the calling task (no hand-off to a blocking thread); only a
+        // backlog that fills it is read in full pages on blocking threads.
+        let page = if expect_little {
+            let page_size = SMALL_CATCH_UP_PAGE.min(full_page);
+            hub.store()
+                .read_here(move |connection| {
+                    messages::backlog(connection, &agent_id, after, page_size)
+                })
+                .await
+                .map(|page| (page_size, page))
+        } else {
+            hub.store()
+                .read(move |connection| messages::backlog(connection, &agent_id, after, full_page))
+                .await
+                .map(|page| (full_page, page))
+        };
         let page = match page {
-            Ok(page) => page,
+            Ok((asked, page)) => {
+                expect_little = page.len() < asked;
+                page
+            }
             Err(error) => {
                 tracing::error!(%error, agent = %session.agent_id, "catch-up read failed");
                 outbox.close(1011, "internal error");
