@@ -385,6 +385,20 @@ impl Events {
         Some(event)
     }
 
+    /// Like [`Events::recv`], but appends to `buffer` every event waiting,
+    /// up to `limit`, or else the next one to come; returns how many (0
+    /// once the client is closed). Taking them marks the events of the
+    /// previous call processed. One wake-up for many events: bindings that
+    /// hand events to another runtime pay that hand-off once per batch.
+    pub async fn recv_many(&mut self, buffer: &mut Vec<Event>, limit: usize) -> usize {
+        self.mark_processed();
+        let start = buffer.len();
+        let count = self.receiver.recv_many(buffer, limit).await;
+        // Stored events come in seq order: the last seq is the highest.
+        self.taken = buffer[start..].iter().rev().find_map(Event::seq);
+        count
+    }
+
     /// Like [`Events::recv`] for code outside an async runtime.
     pub fn blocking_recv(&mut self) -> Option<Event> {
         self.mark_processed();
