@@ -150,7 +150,12 @@ fn sequential_content(number: u64, size: usize) -> String {
 }
 
 fn sequence_number(content: &str) -> Option<u64> {
-    content.strip_prefix("seq ")?.split(' ').next()?.parse().ok()
+    content
+        .strip_prefix("seq ")?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// CPU seconds of this process and of the hub at one moment.
