@@ -31,7 +31,10 @@ use pyo3::sync::PyOnceLock;
 
 /// Turns a finished call's Rust result into the Python value (or the
 /// exception) its future gets; runs on the loop's thread, with the GIL.
-pub type Settle = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+type Settle = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// Like [`Settle`], before it has the call's output `T`.
+type SettleWith<T> = Box<dyn FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send>;
 
 /// A finished call, waiting for the loop.
 struct Done {
@@ -107,6 +110,23 @@ impl LoopBridge {
         self.event_loop.bind(event_loop.py()).is(event_loop)
     }
 
+    /// A new future of this loop, and what completes it: any thread may
+    /// call [`Completer::complete`] with a result, and `settle` converts it
+    /// once the loop picks it up.
+    pub fn promise<'py, T: Send + 'static>(
+        &self,
+        py: Python<'py>,
+        settle: impl FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+    ) -> PyResult<(Bound<'py, PyAny>, Completer<T>)> {
+        let future = self.create_future.bind(py).call0()?;
+        let completer = Completer(Some(Pending {
+            inbox: Arc::clone(&self.inbox),
+            future: future.clone().unbind(),
+            settle: Box::new(settle),
+        }));
+        Ok((future, completer))
+    }
+
     /// A new future of this loop that gets `call`'s result: `call` runs on
     /// the shared runtime, and `settle` converts what it returned once the
     /// loop picks it up.
@@ -120,44 +140,89 @@ impl LoopBridge {
         F: std::future::Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let future = self.create_future.bind(py).call0()?;
-        let done_future = future.clone().unbind();
-        let inbox = Arc::clone(&self.inbox);
+        let (future, completer) = self.promise(py, settle)?;
         pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            let output = call.await;
-            inbox.push(Done {
-                future: done_future,
-                settle: Box::new(move |py| settle(py, output)),
-            });
+            completer.complete(call.await);
         });
         Ok(future)
+    }
+}
+
+/// What a [`Completer`] holds until it is used.
+struct Pending<T> {
+    inbox: Arc<Inbox>,
+    future: Py<PyAny>,
+    settle: SettleWith<T>,
+}
+
+/// Completes one future of a [`LoopBridge`], from any thread, without the
+/// GIL. Dropped unused (a runtime shutting down), it fails the future with
+/// `ClientClosed` rather than leave it pending for ever.
+pub struct Completer<T: Send + 'static>(Option<Pending<T>>);
+
+impl<T: Send + 'static> Completer<T> {
+    pub fn complete(mut self, output: T) {
+        if let Some(Pending {
+            inbox,
+            future,
+            settle,
+        }) = self.0.take()
+        {
+            inbox.push(Done {
+                future,
+                settle: Box::new(move |py| settle(py, output)),
+            });
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for Completer<T> {
+    fn drop(&mut self) {
+        if let Some(Pending { inbox, future, .. }) = self.0.take() {
+            inbox.push(Done {
+                future,
+                settle: Box::new(|_| {
+                    Err(crate::errors::to_py(clawbot_connector::ClientError::Closed))
+                }),
+            });
+        }
     }
 }
 
 #[pymethods]
 impl LoopBridge {
     /// The loop's reader callback: settles every future whose call is done.
-    fn settle(&self, py: Python<'_>) -> PyResult<()> {
+    fn settle(&self, py: Python<'_>) {
         let mut bytes = [0u8; 64];
         while matches!((&self.reader).read(&mut bytes), Ok(n) if n > 0) {}
         let done = std::mem::take(&mut *self.inbox.queue.lock().unwrap_or_else(|p| p.into_inner()));
         for Done { future, settle } in done {
             let future = future.bind(py);
-            // Cancelled (a timeout, say) while the call ran: nobody wants it.
-            if future
-                .call_method0(pyo3::intern!(py, "done"))?
-                .is_truthy()?
-            {
-                continue;
+            // One future that cannot be settled must not strand the rest:
+            // report it as asyncio would an error in a callback, and go on.
+            if let Err(error) = settle_one(future, settle) {
+                error.write_unraisable(py, Some(future));
             }
-            match settle(py) {
-                Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
-                Err(error) => future
-                    .call_method1(pyo3::intern!(py, "set_exception"), (error.into_value(py),))?,
-            };
         }
-        Ok(())
     }
+}
+
+fn settle_one(future: &Bound<'_, PyAny>, settle: Settle) -> PyResult<()> {
+    let py = future.py();
+    // Cancelled (a timeout, say) while the call ran: nobody wants it.
+    if future
+        .call_method0(pyo3::intern!(py, "done"))?
+        .is_truthy()?
+    {
+        return Ok(());
+    }
+    match settle(py) {
+        Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
+        Err(error) => {
+            future.call_method1(pyo3::intern!(py, "set_exception"), (error.into_value(py),))?
+        }
+    };
+    Ok(())
 }
 
 /// `asyncio.get_running_loop`, looked up once.

@@ -379,12 +379,11 @@ impl NativeClient {
         group_id: String,
         content: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let client = self.client.clone();
-        self.awaitable(
-            py,
-            async move { client.send_message(&group_id, &content).await },
-            settle_sent,
-        )
+        // No task per message: the connection task completes the future.
+        let (future, completer) = self.bridge.get(py)?.get().promise(py, settle_sent)?;
+        self.client
+            .send_message_then(&group_id, &content, move |sent| completer.complete(sent));
+        Ok(future)
     }
 
     fn send_message_blocking(
@@ -409,12 +408,11 @@ impl NativeClient {
         to: String,
         content: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let client = self.client.clone();
-        self.awaitable(
-            py,
-            async move { client.send_direct_message(&to, &content).await },
-            settle_sent,
-        )
+        // No task per message: the connection task completes the future.
+        let (future, completer) = self.bridge.get(py)?.get().promise(py, settle_sent)?;
+        self.client
+            .send_direct_message_then(&to, &content, move |sent| completer.complete(sent));
+        Ok(future)
     }
 
     fn send_direct_message_blocking(

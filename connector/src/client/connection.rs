@@ -122,7 +122,7 @@ fn new_backoff(config: &ClientConfig) -> impl Iterator<Item = Duration> {
 fn fail_all(pending: &mut VecDeque<Request>, error: ClientError) {
     for request in pending.drain(..) {
         if let Some(reply) = request.reply {
-            let _ = reply.send(Err(error.clone()));
+            reply.send(Err(error.clone()));
         }
     }
 }
@@ -450,7 +450,7 @@ impl Session<'_> {
             }
         }
         if let Some(reply) = request.reply {
-            let _ = reply.send(Ok(frame));
+            reply.send(Ok(frame));
         }
     }
 }
