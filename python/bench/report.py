@@ -40,10 +40,11 @@ def number(value: Optional[float]) -> str:
     return f"{value:.3g}"
 
 
-def table(lines: List[Dict[str, Any]], markdown: bool) -> str:
-    rust = [line for line in lines if line["client"] == "rust"]
-    python = [line for line in lines if line["client"] == "python"]
-    header = ["figure", f"rust (×{len(rust)})", f"python (×{len(python)})", "python / rust"]
+def table(lines: List[Dict[str, Any]], markdown: bool, clients: Tuple[str, str] = ("rust", "python")) -> str:
+    base, other = clients
+    rust = [line for line in lines if line["client"] == base]
+    python = [line for line in lines if line["client"] == other]
+    header = ["figure", f"{base} (×{len(rust)})", f"{other} (×{len(python)})", f"{other} / {base}"]
     rows = []
     for label, phase, key, unit in ROWS:
         r, p = median(rust, phase, key), median(python, phase, key)
@@ -65,10 +66,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", help="a file of JSON lines")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--clients", nargs=2, default=["rust", "python"], metavar=("BASE", "OTHER"),
+                        help="the two `client` values to compare (default: rust python)")
     args = parser.parse_args()
     with open(args.results) as results:
         lines = [json.loads(line) for line in results if line.strip()]
-    print(table(lines, args.markdown))
+    print(table(lines, args.markdown, tuple(args.clients)))
 
 
 if __name__ == "__main__":
