@@ -242,17 +242,23 @@ fn running_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
 pub struct BridgeSlot(Mutex<Option<Py<LoopBridge>>>);
 
 impl BridgeSlot {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Py<LoopBridge>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn get(&self, py: Python<'_>) -> PyResult<Py<LoopBridge>> {
         let event_loop = running_loop(py)?;
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(bridge) = slot.as_ref() {
+        if let Some(bridge) = self.slot().as_ref() {
             if bridge.get().serves(&event_loop) {
                 return Ok(bridge.clone_ref(py));
             }
         }
+        // Never call into Python holding the lock: Python may switch to
+        // another thread, which would then block on it holding the GIL.
         let bridge = LoopBridge::attach(&event_loop)?;
+        let old = self.slot().replace(bridge.clone_ref(py));
         // A client moved to another loop: the old one need not watch.
-        if let Some(old) = slot.replace(bridge.clone_ref(py)) {
+        if let Some(old) = old {
             old.get().detach(py);
         }
         Ok(bridge)
@@ -260,7 +266,7 @@ impl BridgeSlot {
 
     /// Stops using the bridge (the client is gone).
     pub fn release(&self, py: Python<'_>) {
-        let bridge = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let bridge = self.slot().take();
         if let Some(bridge) = bridge {
             bridge.get().detach(py);
         }
