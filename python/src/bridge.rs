@@ -4,16 +4,17 @@
 //! call: the task locals (`get_running_loop`, `contextvars.copy_context`),
 //! a done callback, two tokio spawns, a hop to a blocking-pool thread that
 //! takes the GIL, and a `call_soon_threadsafe` (a write to the loop's self
-//! pipe) per result. On one core that was ~80 µs of CPU per round trip, six
-//! times the Rust connector's.
+//! pipe) per result. On one core that was ~90 µs of CPU per round trip,
+//! about seven times the Rust connector's (references/BENCHMARKS.md).
 //!
 //! Here a finished call's result waits in an [`Inbox`] as Rust data, without
 //! the GIL. The loop watches one socket per bridge (`add_reader`); a byte is
 //! written to it only when the inbox goes from empty to not empty, and the
 //! loop then settles every waiting future in one go, on its own thread,
 //! with the GIL it already holds. Under load one wake-up settles hundreds
-//! of futures, and no runtime thread ever takes the GIL for a result (so
-//! none is inside the interpreter when it finalizes, either).
+//! of futures, and no runtime thread takes the GIL for such a result (so
+//! none is inside the interpreter when it finalizes, either). Only
+//! `connect`, once per client, still goes through `future_into_py`.
 //!
 //! What is given up: cancelling the Python future does not cancel the Rust
 //! call (a request already queued is sent anyway, as before: the connection
