@@ -59,24 +59,29 @@ class ClawBotConnector(HandlerRegistry):
         return self._native.is_connected
 
     async def _dispatch_events(self) -> None:
+        own_id = self.bot_id
         try:
             while True:
-                message = await self._native.next_event()
-                if message is None:
+                # Everything that has arrived, in order: one hand-off from
+                # Rust per batch, not per event.
+                batch = await self._native.next_events()
+                if batch is None:
                     break
-                if message.type == "task_update":
-                    self._route_update(message)
-                calls = self._calls(message, self.bot_id)
-                if message.type == "task_assigned":
-                    await self._run_task_handlers(calls)
-                    continue
-                for handler, argument, is_async in calls:
-                    result = call_logged(handler, argument)
-                    if is_async or inspect.isawaitable(result):
-                        try:
-                            await result
-                        except Exception:
-                            logger.exception("handler %s failed", getattr(handler, "__qualname__", handler))
+                for message in batch:
+                    if message.type == "task_update":
+                        self._route_update(message)
+                    calls = self._calls(message, own_id)
+                    if message.type == "task_assigned":
+                        await self._run_task_handlers(calls)
+                        continue
+                    for handler, argument, is_async in calls:
+                        result = call_logged(handler, argument)
+                        # Most plain handlers return None: skip the check.
+                        if is_async or (result is not None and inspect.isawaitable(result)):
+                            try:
+                                await result
+                            except Exception:
+                                logger.exception("handler %s failed", getattr(handler, "__qualname__", handler))
         finally:
             self._closed.set()
 

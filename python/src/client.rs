@@ -1,17 +1,21 @@
 //! `NativeClient`: every method has an awaitable form and, for plain
-//! scripts, a `_blocking` form. Blocking forms release the GIL while Rust
-//! waits and check for signals every so often, so Ctrl-C works.
+//! scripts, a `_blocking` form. Awaitables are futures of the calling
+//! event loop, settled through its [`crate::bridge`]. Blocking forms release
+//! the GIL while Rust waits and check for signals every so often, so Ctrl-C
+//! works.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clawbot_connector::protocol::{AgentInfo, AssignTask, TaskView};
-use clawbot_connector::{Client, ClientConfig, ClientError, Events, Sent};
+use clawbot_connector::{Client, ClientConfig, ClientError, Event, Events, Sent};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
-use tokio::sync::Mutex;
+use pyo3::types::{PyDict, PyList};
 
+use crate::bridge::BridgeSlot;
 use crate::convert::to_python;
 use crate::errors::to_py;
 use crate::message::Message;
@@ -19,12 +23,96 @@ use crate::message::Message;
 /// How often a blocking wait wakes to check for Ctrl-C.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
+/// Events handed over in one `next_events` at most: enough to amortize the
+/// wake-up, few enough that one batch never holds the loop for long.
+const EVENT_BATCH: usize = 256;
+
 #[pyclass(module = "clawbot_connector._native", frozen)]
 pub struct NativeClient {
     client: Client,
-    /// One reader at a time takes events; the lock is async because it is
-    /// held while waiting for the next event.
-    events: Arc<Mutex<Events>>,
+    events: Arc<EventQueue>,
+    /// The bridge to the event loop this client's awaitables belong to.
+    bridge: BridgeSlot,
+}
+
+impl Drop for NativeClient {
+    fn drop(&mut self) {
+        // The loop holds the bridge (its reader callback) until told
+        // otherwise; a client gone needs neither.
+        Python::attach(|py| self.bridge.release(py));
+    }
+}
+
+/// Events taken from the connector but not yet handed to Python.
+///
+/// A batch is received on the runtime and handed over when the loop settles
+/// its future. If that future was cancelled meanwhile, the batch must not
+/// be lost, nor overtaken by a later one: so received events wait here, in
+/// order, and whoever asks next gets them first.
+struct EventQueue {
+    /// One receiver at a time; the lock is async because it is held while
+    /// waiting for the next event.
+    events: tokio::sync::Mutex<Events>,
+    /// Received, in order, not yet handed over. A std mutex: held only to
+    /// push or take, never across an await.
+    ready: std::sync::Mutex<VecDeque<Event>>,
+    /// The connector said there will be no more.
+    closed: AtomicBool,
+}
+
+impl EventQueue {
+    fn new(events: Events) -> Self {
+        EventQueue {
+            events: tokio::sync::Mutex::new(events),
+            ready: std::sync::Mutex::new(VecDeque::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn ready(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until some event is ready, the client is closed, or `timeout`
+    /// passed.
+    async fn fill(&self, timeout: Option<Duration>) {
+        let mut events = self.events.lock().await;
+        if !self.ready().is_empty() {
+            return;
+        }
+        let mut batch = Vec::new();
+        let received = match timeout {
+            Some(limit) => tokio::time::timeout(limit, events.recv_many(&mut batch, EVENT_BATCH))
+                .await
+                .ok(),
+            None => Some(events.recv_many(&mut batch, EVENT_BATCH).await),
+        };
+        if received == Some(0) {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        self.ready().extend(batch);
+    }
+
+    /// Everything ready, as Messages; None once closed and drained.
+    fn take_all(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let ready: Vec<Event> = self.ready().drain(..).collect();
+        if ready.is_empty() && self.closed.load(Ordering::Relaxed) {
+            return Ok(py.None());
+        }
+        let list = PyList::empty(py);
+        for event in ready {
+            list.append(Message::from_event(py, event)?)?;
+        }
+        Ok(list.into_any().unbind())
+    }
+
+    /// The oldest ready event; None if there is none.
+    fn take_one(&self, py: Python<'_>) -> PyResult<Option<Message>> {
+        let event = self.ready().pop_front();
+        event
+            .map(|event| Message::from_event(py, event))
+            .transpose()
+    }
 }
 
 /// The settings `connect` takes, gathered from Python keyword arguments.
@@ -64,7 +152,8 @@ async fn open(config: ClientConfig) -> PyResult<NativeClient> {
     let (client, events) = clawbot_connector::connect(config).await.map_err(to_py)?;
     Ok(NativeClient {
         client,
-        events: Arc::new(Mutex::new(events)),
+        events: Arc::new(EventQueue::new(events)),
+        bridge: BridgeSlot::default(),
     })
 }
 
@@ -174,59 +263,47 @@ fn block_on<T: Send>(
 
 fn sent_to_dict(py: Python<'_>, sent: Sent) -> PyResult<Py<PyAny>> {
     let dict = PyDict::new(py);
-    dict.set_item("id", sent.id)?;
-    dict.set_item("seq", sent.seq)?;
-    dict.set_item("clientId", sent.client_id)?;
-    dict.set_item("duplicate", sent.duplicate)?;
-    dict.set_item("unknownMentions", sent.unknown_mentions)?;
+    dict.set_item(pyo3::intern!(py, "id"), sent.id)?;
+    dict.set_item(pyo3::intern!(py, "seq"), sent.seq)?;
+    dict.set_item(pyo3::intern!(py, "clientId"), sent.client_id)?;
+    dict.set_item(pyo3::intern!(py, "duplicate"), sent.duplicate)?;
+    dict.set_item(pyo3::intern!(py, "unknownMentions"), sent.unknown_mentions)?;
     Ok(dict.into_any().unbind())
 }
 
-/// A `Sent` converted on the way out of a future.
-struct SentResult(Sent);
-
-impl<'py> IntoPyObject<'py> for SentResult {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
-        Ok(sent_to_dict(py, self.0)?.into_bound(py))
-    }
+/// The hub's confirmation as a dict, or the error raised.
+fn settle_sent(py: Python<'_>, result: Result<Sent, ClientError>) -> PyResult<Py<PyAny>> {
+    sent_to_dict(py, result.map_err(to_py)?)
 }
 
-/// A JSON value converted on the way out of a future.
-struct JsonResult(serde_json::Value);
-
-impl<'py> IntoPyObject<'py> for JsonResult {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
-        Ok(to_python(py, &self.0)?.into_bound(py))
-    }
+/// None, or the error raised.
+fn settle_unit(py: Python<'_>, result: Result<(), ClientError>) -> PyResult<Py<PyAny>> {
+    result.map_err(to_py)?;
+    Ok(py.None())
 }
 
-fn check(result: Result<Sent, ClientError>) -> PyResult<SentResult> {
-    result.map(SentResult).map_err(to_py)
+/// Decoded JSON, or the error raised.
+fn settle_json(
+    py: Python<'_>,
+    result: Result<serde_json::Value, ClientError>,
+) -> PyResult<Py<PyAny>> {
+    to_python(py, &result.map_err(to_py)?)
 }
 
-async fn next_message(
-    events: Arc<Mutex<Events>>,
-    timeout: Option<Duration>,
-) -> PyResult<Option<Message>> {
-    let mut events = events.lock().await;
-    let event = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, events.recv()).await {
-            Ok(event) => event,
-            Err(_) => return Ok(None),
-        },
-        None => events.recv().await,
-    };
-    match event {
-        Some(event) => Python::attach(|py| Message::from_event(py, event)).map(Some),
-        None => Ok(None),
+impl NativeClient {
+    /// A future of the running loop that gets `call`'s result, converted
+    /// by `settle` on the loop's thread.
+    fn awaitable<'py, F, T>(
+        &self,
+        py: Python<'py>,
+        call: F,
+        settle: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.bridge.get(py)?.get().spawn(py, call, settle)
     }
 }
 
@@ -252,6 +329,7 @@ impl NativeClient {
     #[getter]
     fn processed_seq(&self) -> i64 {
         self.events
+            .events
             .try_lock()
             .map(|events| events.processed_seq())
             .unwrap_or(-1)
@@ -263,32 +341,42 @@ impl NativeClient {
         to_python(py, &agents)
     }
 
-    /// Awaitable: the next event, or None once closed. With a timeout, None
-    /// also when nothing came in time.
+    /// Awaitable: the events waiting (at least one, in order), or None once
+    /// closed. With a timeout, an empty list when nothing came in time.
+    /// Asking again marks the previous ones processed.
     #[pyo3(signature = (timeout=None))]
-    fn next_event<'py>(
+    fn next_events<'py>(
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let events = Arc::clone(&self.events);
-        pyo3_async_runtimes::tokio::future_into_py(
+        let settled = Arc::clone(&self.events);
+        let timeout = timeout.map(Duration::from_secs_f64);
+        self.bridge.get(py)?.get().spawn(
             py,
-            next_message(events, timeout.map(Duration::from_secs_f64)),
+            async move { events.fill(timeout).await },
+            move |py, ()| settled.take_all(py),
         )
     }
 
+    /// The next event, or None once closed or, with a timeout, when nothing
+    /// came in time.
     #[pyo3(signature = (timeout=None))]
     fn next_event_blocking(
         &self,
         py: Python<'_>,
         timeout: Option<f64>,
     ) -> PyResult<Option<Message>> {
+        if let Some(message) = self.events.take_one(py)? {
+            return Ok(Some(message));
+        }
         let events = Arc::clone(&self.events);
-        block_on(
-            py,
-            next_message(events, timeout.map(Duration::from_secs_f64)),
-        )
+        block_on(py, async move {
+            events.fill(timeout.map(Duration::from_secs_f64)).await;
+            Ok(())
+        })?;
+        self.events.take_one(py)
     }
 
     fn send_message<'py>(
@@ -297,10 +385,11 @@ impl NativeClient {
         group_id: String,
         content: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let client = self.client.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            check(client.send_message(&group_id, &content).await)
-        })
+        // No task per message: the connection task completes the future.
+        let (future, completer) = self.bridge.get(py)?.get().promise(py, settle_sent)?;
+        self.client
+            .send_message_then(&group_id, &content, move |sent| completer.complete(sent));
+        Ok(future)
     }
 
     fn send_message_blocking(
@@ -308,11 +397,15 @@ impl NativeClient {
         py: Python<'_>,
         group_id: String,
         content: String,
-    ) -> PyResult<SentResult> {
+    ) -> PyResult<Py<PyAny>> {
         let client = self.client.clone();
-        block_on(py, async move {
-            check(client.send_message(&group_id, &content).await)
-        })
+        let sent = block_on(py, async move {
+            client
+                .send_message(&group_id, &content)
+                .await
+                .map_err(to_py)
+        })?;
+        sent_to_dict(py, sent)
     }
 
     fn send_direct_message<'py>(
@@ -321,10 +414,11 @@ impl NativeClient {
         to: String,
         content: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let client = self.client.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            check(client.send_direct_message(&to, &content).await)
-        })
+        // No task per message: the connection task completes the future.
+        let (future, completer) = self.bridge.get(py)?.get().promise(py, settle_sent)?;
+        self.client
+            .send_direct_message_then(&to, &content, move |sent| completer.complete(sent));
+        Ok(future)
     }
 
     fn send_direct_message_blocking(
@@ -332,18 +426,24 @@ impl NativeClient {
         py: Python<'_>,
         to: String,
         content: String,
-    ) -> PyResult<SentResult> {
+    ) -> PyResult<Py<PyAny>> {
         let client = self.client.clone();
-        block_on(py, async move {
-            check(client.send_direct_message(&to, &content).await)
-        })
+        let sent = block_on(py, async move {
+            client
+                .send_direct_message(&to, &content)
+                .await
+                .map_err(to_py)
+        })?;
+        sent_to_dict(py, sent)
     }
 
     fn join_group<'py>(&self, py: Python<'py>, group_id: String) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            client.join_group(&group_id).await.map_err(to_py)
-        })
+        self.awaitable(
+            py,
+            async move { client.join_group(&group_id).await },
+            settle_unit,
+        )
     }
 
     fn join_group_blocking(&self, py: Python<'_>, group_id: String) -> PyResult<()> {
@@ -355,9 +455,11 @@ impl NativeClient {
 
     fn leave_group<'py>(&self, py: Python<'py>, group_id: String) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            client.leave_group(&group_id).await.map_err(to_py)
-        })
+        self.awaitable(
+            py,
+            async move { client.leave_group(&group_id).await },
+            settle_unit,
+        )
     }
 
     /// Awaitable: a REST call (`method`, `path` under the hub's base URL,
@@ -372,13 +474,11 @@ impl NativeClient {
     ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
         let body = parse_body(body)?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            client
-                .rest_json(&method, &path, body.as_ref())
-                .await
-                .map(JsonResult)
-                .map_err(to_py)
-        })
+        self.awaitable(
+            py,
+            async move { client.rest_json(&method, &path, body.as_ref()).await },
+            settle_json,
+        )
     }
 
     #[pyo3(signature = (method, path, body=None))]
@@ -388,16 +488,16 @@ impl NativeClient {
         method: String,
         path: String,
         body: Option<String>,
-    ) -> PyResult<JsonResult> {
+    ) -> PyResult<Py<PyAny>> {
         let client = self.client.clone();
         let body = parse_body(body)?;
-        block_on(py, async move {
+        let value = block_on(py, async move {
             client
                 .rest_json(&method, &path, body.as_ref())
                 .await
-                .map(JsonResult)
                 .map_err(to_py)
-        })
+        })?;
+        to_python(py, &value)
     }
 
     /// Awaitable: creates a task from the JSON of an `assign_task` request;
@@ -405,18 +505,20 @@ impl NativeClient {
     fn assign_task<'py>(&self, py: Python<'py>, request: String) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
         let request = parse_request(&request)?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            task_result(client.assign_task(request).await)
-        })
+        self.awaitable(
+            py,
+            async move { task_json(client.assign_task(request).await) },
+            settle_json,
+        )
     }
 
-    fn assign_task_blocking(&self, py: Python<'_>, request: String) -> PyResult<JsonResult> {
+    fn assign_task_blocking(&self, py: Python<'_>, request: String) -> PyResult<Py<PyAny>> {
         let client = self.client.clone();
         let request = parse_request(&request)?;
-        block_on(
-            py,
-            async move { task_result(client.assign_task(request).await) },
-        )
+        let task = block_on(py, async move {
+            task_json(client.assign_task(request).await).map_err(to_py)
+        })?;
+        to_python(py, &task)
     }
 
     /// Awaitable: a task operation (`accept`, `progress`, `complete`,
@@ -435,9 +537,11 @@ impl NativeClient {
     ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
         let change = TaskChange::new(action, percent, note, result, error)?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            task_result(change.apply(&client, &task_id).await)
-        })
+        self.awaitable(
+            py,
+            async move { task_json(change.apply(&client, &task_id).await) },
+            settle_json,
+        )
     }
 
     #[pyo3(signature = (task_id, action, percent=None, note=None, result=None, error=None))]
@@ -451,21 +555,26 @@ impl NativeClient {
         note: Option<String>,
         result: Option<String>,
         error: Option<String>,
-    ) -> PyResult<JsonResult> {
+    ) -> PyResult<Py<PyAny>> {
         let client = self.client.clone();
         let change = TaskChange::new(action, percent, note, result, error)?;
-        block_on(py, async move {
-            task_result(change.apply(&client, &task_id).await)
-        })
+        let task = block_on(py, async move {
+            task_json(change.apply(&client, &task_id).await).map_err(to_py)
+        })?;
+        to_python(py, &task)
     }
 
     /// Awaitable: closes the connection.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            client.close().await;
-            Ok(())
-        })
+        self.awaitable(
+            py,
+            async move {
+                client.close().await;
+                Ok(())
+            },
+            settle_unit,
+        )
     }
 
     fn close_blocking(&self, py: Python<'_>) -> PyResult<()> {
@@ -482,9 +591,8 @@ fn parse_request(text: &str) -> PyResult<AssignTask> {
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("bad task: {e}")))
 }
 
-fn task_result(result: Result<TaskView, ClientError>) -> PyResult<JsonResult> {
-    let task = result.map_err(to_py)?;
-    Ok(JsonResult(serde_json::to_value(task).unwrap_or_default()))
+fn task_json(result: Result<TaskView, ClientError>) -> Result<serde_json::Value, ClientError> {
+    Ok(serde_json::to_value(result?).unwrap_or_default())
 }
 
 /// A task operation, checked before it is sent.

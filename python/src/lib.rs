@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`client`]: `NativeClient`, async (awaitable) and blocking methods over
 //!   `clawbot_connector::Client`; the GIL is released whenever Rust waits.
+//! - [`bridge`]: how awaitables get their results: queued in Rust and
+//!   settled in batches on the event loop's thread, woken through a socket.
 //! - [`message`]: `Message`, one class for every event, readable like the
 //!   original SDK's dicts (`msg['fromName']`) and by attribute.
 //! - [`errors`]: the exception classes and the mapping from `ClientError`.
@@ -10,6 +12,7 @@
 //!
 //! The public, typed API is the pure-Python package around this module.
 
+mod bridge;
 mod client;
 mod convert;
 mod errors;

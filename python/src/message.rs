@@ -141,6 +141,37 @@ impl Message {
         })
     }
 
+    /// One field by its original name: what `msg['content']` reads. Only
+    /// that field becomes a Python object, not all of them (handlers read
+    /// one or two fields of every event).
+    fn field(&self, py: Python<'_>, key: &str) -> Option<Py<PyAny>> {
+        let text = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|v| pyo3::types::PyString::new(py, v).into_any().unbind())
+        };
+        match key {
+            "type" => text(&Some(self.r#type.clone())),
+            "seq" => self
+                .seq
+                .map(|s| s.into_pyobject(py).unwrap().into_any().unbind()),
+            "id" => text(&self.id),
+            "from" => text(&self.sender),
+            "fromName" => text(&self.from_name),
+            "groupId" => text(&self.group_id),
+            "to" => text(&self.to),
+            "content" => text(&self.content),
+            "timestamp" => text(&self.timestamp),
+            "messageId" => text(&self.message_id),
+            "clientId" => text(&self.client_id),
+            _ => self
+                .fields(py)
+                .into_iter()
+                .find(|(name, _)| *name == key)
+                .map(|(_, value)| value),
+        }
+    }
+
     /// The original frame's field names and their values.
     fn fields(&self, py: Python<'_>) -> Vec<(&'static str, Py<PyAny>)> {
         let text = |value: &Option<String>| {
@@ -190,10 +221,7 @@ impl Message {
 #[pymethods]
 impl Message {
     fn __getitem__(&self, py: Python<'_>, key: &str) -> PyResult<Py<PyAny>> {
-        self.fields(py)
-            .into_iter()
-            .find(|(name, _)| *name == key)
-            .map(|(_, value)| value)
+        self.field(py, key)
             .ok_or_else(|| PyKeyError::new_err(key.to_owned()))
     }
 
@@ -204,7 +232,7 @@ impl Message {
     }
 
     fn __contains__(&self, py: Python<'_>, key: &str) -> bool {
-        self.fields(py).iter().any(|(name, _)| *name == key)
+        self.field(py, key).is_some()
     }
 
     fn keys(&self, py: Python<'_>) -> Vec<&'static str> {

@@ -279,3 +279,27 @@ async def test_get_online_bots_follows_who_comes_and_goes(hub):
     assert list(quiet.online_agents()) == []
     await quiet.close()
     await alice.disconnect()
+
+
+async def test_an_event_is_neither_lost_nor_reordered_when_a_wait_for_it_is_cancelled(hub):
+    from clawbot_connector import _native
+
+    alice = await connect_to_network(**hub.bot_args("alice"))
+    bob = await _native.connect(server_url=hub.ws, rest_url=hub.http, agent_id="bob",
+                                token=hub.agent_token("bob"))
+    # Take what registering brought (connected, presence) until it is quiet.
+    while await bob.next_events(timeout=0.3):
+        pass
+    waiting = asyncio.ensure_future(bob.next_events())
+    await asyncio.sleep(0)  # let the wait start on the runtime
+    waiting.cancel()
+    await alice.send_direct_message("bob", "first")
+    await alice.send_direct_message("bob", "second")
+    contents: List[str] = []
+    while len(contents) < 2:
+        batch = await bob.next_events(timeout=WAIT)
+        assert batch, "the messages never came"
+        contents += [m["content"] for m in batch if m.type == "direct_message"]
+    assert contents == ["first", "second"]
+    await bob.close()
+    await alice.disconnect()

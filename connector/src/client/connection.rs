@@ -124,7 +124,7 @@ fn new_backoff(config: &ClientConfig) -> impl Iterator<Item = Duration> {
 fn fail_all(pending: &mut VecDeque<Request>, error: ClientError) {
     for request in pending.drain(..) {
         if let Some(reply) = request.reply {
-            let _ = reply.send(Err(error.clone()));
+            reply.send(Err(error.clone()));
         }
     }
 }
@@ -459,7 +459,7 @@ impl Session<'_> {
             }
         }
         if let Some(reply) = request.reply {
-            let _ = reply.send(Ok(frame));
+            reply.send(Ok(frame));
         }
     }
 }

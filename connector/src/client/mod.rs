@@ -46,7 +46,24 @@ pub struct Sent {
     pub unknown_mentions: Vec<String>,
 }
 
-type Reply = oneshot::Sender<Result<ServerFrame, ClientError>>;
+/// Where the hub's answer to a request goes.
+enum Reply {
+    /// A `request` call awaiting it.
+    Channel(oneshot::Sender<Result<ServerFrame, ClientError>>),
+    /// A function the connection task calls with it: the `*_then` methods,
+    /// which spare bindings a task and a channel per request.
+    Callback(Box<dyn FnOnce(Result<ServerFrame, ClientError>) + Send>),
+}
+
+impl Reply {
+    fn send(self, answer: Result<ServerFrame, ClientError>) {
+        match self {
+            // Nobody awaits it any more: nothing to do.
+            Reply::Channel(sender) => drop(sender.send(answer)),
+            Reply::Callback(callback) => callback(answer),
+        }
+    }
+}
 
 /// A request the connection task sends and retries until the hub answers.
 struct Request {
@@ -187,43 +204,44 @@ impl Client {
         lock(&self.shared.online).clone()
     }
 
-    async fn request(&self, frame: ClientFrame) -> Result<ServerFrame, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Request(Box::new(Request {
-                frame,
-                reply: Some(reply),
-            })))
-            .map_err(|_| ClientError::Closed)?;
-        let frame = answer.await.map_err(|_| ClientError::Closed)??;
-        match frame {
-            ServerFrame::Error(body) => Err(ClientError::Rejected {
-                code: body.code,
-                message: body.message,
-            }),
-            frame => Ok(frame),
+    /// Queues `frame` for the connection task; the answer goes to `reply`.
+    fn submit(&self, frame: ClientFrame, reply: Reply) {
+        let request = Box::new(Request {
+            frame,
+            reply: Some(reply),
+        });
+        if let Err(mpsc::error::SendError(Command::Request(request))) =
+            self.commands.send(Command::Request(request))
+        {
+            if let Some(reply) = request.reply {
+                reply.send(Err(ClientError::Closed));
+            }
         }
     }
 
+    async fn request(&self, frame: ClientFrame) -> Result<ServerFrame, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(frame, Reply::Channel(reply));
+        rejected(answer.await.map_err(|_| ClientError::Closed)??)
+    }
+
     async fn send_stored(&self, frame: ClientFrame) -> Result<Sent, ClientError> {
-        match self.request(frame).await? {
-            ServerFrame::Sent {
-                id,
-                seq,
-                client_id,
-                duplicate,
-                unknown_mentions,
-            } => Ok(Sent {
-                id,
-                seq,
-                client_id,
-                duplicate,
-                unknown_mentions,
-            }),
-            other => Err(ClientError::Protocol(format!(
-                "expected 'sent', got {other:?}"
-            ))),
-        }
+        stored(self.request(frame).await)
+    }
+
+    /// Queues a stored message; `done` gets the outcome (see
+    /// [`Client::send_direct_message_then`]).
+    fn send_stored_then(
+        &self,
+        frame: ClientFrame,
+        done: impl FnOnce(Result<Sent, ClientError>) + Send + 'static,
+    ) {
+        self.submit(
+            frame,
+            Reply::Callback(Box::new(move |answer| {
+                done(stored(answer.and_then(rejected)))
+            })),
+        );
     }
 
     /// Sends a group message; returns once the hub has stored it.
@@ -246,6 +264,47 @@ impl Client {
             client_id: Some(new_client_id()),
         })
         .await
+    }
+
+    /// Like [`Client::send_message`], without awaiting: `done` gets what
+    /// the call would have returned.
+    pub fn send_message_then(
+        &self,
+        group_id: &str,
+        content: &str,
+        done: impl FnOnce(Result<Sent, ClientError>) + Send + 'static,
+    ) {
+        self.send_stored_then(
+            ClientFrame::Message {
+                group_id: group_id.to_owned(),
+                content: content.to_owned(),
+                timestamp: None,
+                client_id: Some(new_client_id()),
+            },
+            done,
+        );
+    }
+
+    /// Like [`Client::send_direct_message`], without awaiting: `done` gets
+    /// what the call would have returned. It is called on the connection's
+    /// task (or at once, if the client is closed), so it must be quick and
+    /// must not block: hand the result on. For bindings that run their own
+    /// event loop (the Python SDK): no task and no channel per message.
+    pub fn send_direct_message_then(
+        &self,
+        to: &str,
+        content: &str,
+        done: impl FnOnce(Result<Sent, ClientError>) + Send + 'static,
+    ) {
+        self.send_stored_then(
+            ClientFrame::DirectMessage {
+                to: to.to_owned(),
+                content: content.to_owned(),
+                timestamp: None,
+                client_id: Some(new_client_id()),
+            },
+            done,
+        );
     }
 
     /// Joins a group (the membership is stored by the hub and kept across
@@ -385,6 +444,20 @@ impl Events {
         Some(event)
     }
 
+    /// Like [`Events::recv`], but appends to `buffer` every event waiting,
+    /// up to `limit`, or else the next one to come; returns how many (0
+    /// once the client is closed). Taking them marks the events of the
+    /// previous call processed. One wake-up for many events: bindings that
+    /// hand events to another runtime pay that hand-off once per batch.
+    pub async fn recv_many(&mut self, buffer: &mut Vec<Event>, limit: usize) -> usize {
+        self.mark_processed();
+        let start = buffer.len();
+        let count = self.receiver.recv_many(buffer, limit).await;
+        // Stored events come in seq order: the last seq is the highest.
+        self.taken = buffer[start..].iter().rev().find_map(Event::seq);
+        count
+    }
+
     /// Like [`Events::recv`] for code outside an async runtime.
     pub fn blocking_recv(&mut self) -> Option<Event> {
         self.mark_processed();
@@ -404,6 +477,39 @@ impl Events {
     /// `ClientConfig::last_seq` to resume in a later run.
     pub fn processed_seq(&self) -> i64 {
         self.shared.processed.load(Ordering::Relaxed)
+    }
+}
+
+/// The hub's error frame as an error.
+fn rejected(frame: ServerFrame) -> Result<ServerFrame, ClientError> {
+    match frame {
+        ServerFrame::Error(body) => Err(ClientError::Rejected {
+            code: body.code,
+            message: body.message,
+        }),
+        frame => Ok(frame),
+    }
+}
+
+/// The answer to a stored message: its `sent` confirmation.
+fn stored(answer: Result<ServerFrame, ClientError>) -> Result<Sent, ClientError> {
+    match answer? {
+        ServerFrame::Sent {
+            id,
+            seq,
+            client_id,
+            duplicate,
+            unknown_mentions,
+        } => Ok(Sent {
+            id,
+            seq,
+            client_id,
+            duplicate,
+            unknown_mentions,
+        }),
+        other => Err(ClientError::Protocol(format!(
+            "expected 'sent', got {other:?}"
+        ))),
     }
 }
 
