@@ -8,6 +8,7 @@
 //! cannot send the load elsewhere.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ struct Inner {
     open: bool,
     protocol: Protocol,
     hub_pid: Option<u32>,
+    /// Connections opened so far: picks each one's source address.
+    opened: AtomicUsize,
 }
 
 impl Target {
@@ -87,6 +90,7 @@ impl Target {
                 open: args.open_hub,
                 protocol: args.protocol,
                 hub_pid: args.hub_pid,
+                opened: AtomicUsize::new(0),
             }),
         })
     }
@@ -160,11 +164,33 @@ impl Target {
             .await
     }
 
+    /// A TCP connection to the hub. Towards an IPv4 loopback hub each one
+    /// comes from the next of 250 loopback source addresses: from one
+    /// address, the kernel searches the 28,000 ephemeral ports for a free
+    /// one on every connect, and with ~19,000 connections open that search
+    /// took 80% of the generator's core (`__inet_hash_connect`), which then
+    /// looked like a hub slow to register.
+    async fn open_tcp(&self) -> std::io::Result<TcpStream> {
+        let target = self.inner.ws_addr;
+        let SocketAddr::V4(v4) = target else {
+            return TcpStream::connect(target).await;
+        };
+        if !v4.ip().is_loopback() {
+            return TcpStream::connect(target).await;
+        }
+        let n = self.inner.opened.fetch_add(1, Ordering::Relaxed);
+        let source = std::net::Ipv4Addr::new(127, 0, 1, 1 + (n % 250) as u8);
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        socket.connect(target).await
+    }
+
     /// Opens a WebSocket to the checked address, with the token in the
     /// `Authorization` header (kept out of URLs and so out of logs).
     pub async fn connect(&self, token: Option<&str>, read_buffer: usize) -> Result<Ws> {
         let connecting = async {
-            let tcp = TcpStream::connect(self.inner.ws_addr)
+            let tcp = self
+                .open_tcp()
                 .await
                 .with_context(|| format!("connecting to {}", self.inner.ws_addr))?;
             // Frames are small and latency is what we measure: no Nagle.

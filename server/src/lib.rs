@@ -52,14 +52,32 @@ pub struct Listeners {
 impl Listeners {
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let http = TcpListener::bind((config.bind, config.port))
-            .await
+        let http = listen(SocketAddr::new(config.bind, config.port))
             .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
-        let ws = TcpListener::bind((config.bind, config.ws_port))
-            .await
+        let ws = listen(SocketAddr::new(config.bind, config.ws_port))
             .with_context(|| format!("cannot listen on {}:{}", config.bind, config.ws_port))?;
         Ok(Listeners { http, ws })
     }
+}
+
+/// Connections the kernel may hold for us before we accept them. Tokio's
+/// `TcpListener::bind` asks for 1,024; when a whole fleet reconnects at
+/// once (after a hub restart, or 19,000 agents in the benchmark) the queue
+/// overflows, the kernel drops SYNs, and each dropped client waits a
+/// second or more to retry. The kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 16 * 1024;
+
+fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As TcpListener::bind does: a restarted hub can take its port back
+    // while old connections are in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Runs the hub until `shutdown` completes, then stops accepting, closes
