@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Caller;
 use super::extract::{Json, Path, Query};
 use super::pagination::Page;
-use super::rows::{self, RawJson};
+use super::rows::RawJson;
 use crate::auth::Principal;
 use crate::error::HubError;
 use crate::hub::messaging::Sender;
@@ -157,7 +157,7 @@ pub async fn history(
     Query(page): Query<Page>,
 ) -> Result<RawJson, HubError> {
     let limit = page.limit()?;
-    let events = hub
+    let (rows, _) = hub
         .store()
         .read_here(move |connection| {
             if !groups::exists(connection, &id)? {
@@ -166,10 +166,10 @@ pub async fn history(
                     format!("there is no group '{id}'"),
                 ));
             }
-            messages::group_history(connection, &id, page.before, page.after, limit)
+            messages::group_history_json(connection, &id, page.before, page.after, limit)
         })
         .await?;
-    Ok(rows::group_rows(&events))
+    Ok(RawJson::new(rows))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -1,4 +1,5 @@
-//! History responses written straight from stored events.
+//! History responses written straight from stored events (group pages are
+//! written by the store, from the rows: `messages::group_history_json`).
 //!
 //! Going through `serde_json::Value` (a map per row, a `String` per field)
 //! was the largest cost of a history request; these write the same JSON
@@ -8,12 +9,17 @@ use std::sync::Arc;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 use crate::store::event::Event;
 
 /// A JSON body rendered already.
 pub struct RawJson(String);
+
+impl RawJson {
+    pub fn new(json: String) -> Self {
+        RawJson(json)
+    }
+}
 
 impl IntoResponse for RawJson {
     fn into_response(self) -> Response {
@@ -34,38 +40,4 @@ pub fn frames(events: &[Arc<Event>]) -> RawJson {
     }
     body.push(']');
     RawJson(body)
-}
-
-/// The original hub's row shape for a group message, plus `seq`.
-#[derive(Serialize)]
-struct GroupRow<'a> {
-    id: &'a str,
-    seq: i64,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    from_id: &'a str,
-    from_name: &'a str,
-    group_id: Option<&'a str>,
-    content: &'a str,
-    timestamp: &'a str,
-    created_at: &'a str,
-}
-
-/// Group messages as the original's history rows.
-pub fn group_rows(events: &[Arc<Event>]) -> RawJson {
-    let rows: Vec<GroupRow<'_>> = events
-        .iter()
-        .map(|event| GroupRow {
-            id: &event.id,
-            seq: event.seq,
-            kind: "message",
-            from_id: &event.from_id,
-            from_name: &event.from_name,
-            group_id: event.group_id.as_deref(),
-            content: &event.content,
-            timestamp: &event.created_at,
-            created_at: &event.created_at,
-        })
-        .collect();
-    RawJson(serde_json::to_string(&rows).expect("rows always serialize"))
 }

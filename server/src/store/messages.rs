@@ -132,26 +132,108 @@ fn prefixed_columns(alias: &str) -> String {
         .join(", ")
 }
 
-/// A page of a group's messages, oldest first. With `after`, the first
-/// `limit` after it; otherwise the last `limit` before `before` (or the end).
-pub fn group_history(
+/// A page of a group's messages as the JSON array `GET
+/// /api/groups/{id}/messages` returns (the original's row shape, plus
+/// `seq`), oldest first. With `after`, the first `limit` after it;
+/// otherwise the last `limit` before `before` (or the end).
+///
+/// Written straight from the rows: building an [`Event`] per row (eleven
+/// `String`s) and then serializing it was most of a page's allocation.
+/// Returns the JSON and the number of rows.
+pub fn group_history_json(
     connection: &Connection,
     group_id: &str,
     before: Option<i64>,
     after: Option<i64>,
     limit: usize,
-) -> Result<Vec<Arc<Event>>, StoreError> {
-    let columns = Event::COLUMNS;
-    let filter = "group_id = ?1 AND kind = 'message'";
-    page(
-        connection,
-        &format!("SELECT {columns} FROM events WHERE {filter}"),
+) -> Result<(String, usize), StoreError> {
+    let before = before.unwrap_or(i64::MAX);
+    let limit = limit.min(MAX_PAGE) as i64;
+    let (mut statement, newest_first) = match after {
+        Some(_) => (
+            connection.prepare_cached(&newer_page_sql(GROUP_ROWS))?,
+            false,
+        ),
+        None => (
+            connection.prepare_cached(&older_page_sql(GROUP_ROWS))?,
+            true,
+        ),
+    };
+    let mut rows = statement.query(params![
         group_id,
-        None,
-        before,
+        Option::<&str>::None,
         after,
-        limit,
-    )
+        before,
+        limit
+    ])?;
+    // Each row's JSON goes into one buffer; `ends` marks where each ends,
+    // so a newest-first page can be put in order without re-rendering.
+    let mut rendered = Vec::with_capacity(limit as usize * 256);
+    let mut ends = Vec::with_capacity(limit as usize);
+    while let Some(row) = rows.next()? {
+        let text = |index: usize| -> rusqlite::Result<&str> {
+            row.get_ref(index)?.as_str().map_err(|error| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    index,
+                    rusqlite::types::Type::Text,
+                    Box::new(error),
+                )
+            })
+        };
+        let created_at = text(5)?;
+        let row = GroupRow {
+            id: text(1)?,
+            seq: row.get(0)?,
+            kind: "message",
+            from_id: text(2)?,
+            from_name: text(3)?,
+            group_id,
+            content: text(4)?,
+            timestamp: created_at,
+            created_at,
+        };
+        serde_json::to_writer(&mut rendered, &row).expect("rows always serialize");
+        ends.push(rendered.len());
+    }
+    let count = ends.len();
+    let mut json = String::with_capacity(rendered.len() + count + 2);
+    json.push('[');
+    let spans = ends.iter().enumerate().map(|(index, &end)| {
+        let start = if index == 0 { 0 } else { ends[index - 1] };
+        start..end
+    });
+    let spans: Vec<_> = if newest_first {
+        spans.rev().collect()
+    } else {
+        spans.collect()
+    };
+    for (index, span) in spans.into_iter().enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        json.push_str(std::str::from_utf8(&rendered[span]).expect("serde_json writes UTF-8"));
+    }
+    json.push(']');
+    Ok((json, count))
+}
+
+/// The query of a group page, before its seq window: binds ?1 (the group).
+const GROUP_ROWS: &str = "SELECT seq, id, from_id, from_name, content, created_at FROM events \
+     WHERE group_id = ?1 AND kind = 'message'";
+
+/// The original hub's row shape for a group message, plus `seq`.
+#[derive(serde::Serialize)]
+struct GroupRow<'a> {
+    id: &'a str,
+    seq: i64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    from_id: &'a str,
+    from_name: &'a str,
+    group_id: &'a str,
+    content: &'a str,
+    timestamp: &'a str,
+    created_at: &'a str,
 }
 
 /// A page of the DMs `agent_id` sent or received, optionally only those
@@ -262,15 +344,22 @@ mod tests {
             .unwrap();
         }
         for (before, limit) in [(None, 5), (Some(15), 3), (Some(10), 7)] {
-            let page = group_history(&connection, "clawdbots", before, None, limit).unwrap();
-            assert_eq!(page.len(), limit);
-            group_history(&connection, "clawdbots", None, Some(2), limit).unwrap();
+            let (json, count) =
+                group_history_json(&connection, "clawdbots", before, None, limit).unwrap();
+            assert_eq!(count, limit);
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+            let seqs: Vec<i64> = rows
+                .iter()
+                .map(|row| row["seq"].as_i64().unwrap())
+                .collect();
+            let newest = before.unwrap_or(21) - 1;
+            let expected: Vec<i64> = (newest - limit as i64 + 1..=newest).collect();
+            assert_eq!(seqs, expected, "oldest first, ending before {before:?}");
+            let (_, newer) =
+                group_history_json(&connection, "clawdbots", None, Some(2), limit).unwrap();
+            assert_eq!(newer, limit);
         }
-        let base = format!(
-            "SELECT {} FROM events WHERE group_id = ?1 AND kind = 'message'",
-            Event::COLUMNS
-        );
-        for sql in [older_page_sql(&base), newer_page_sql(&base)] {
+        for sql in [older_page_sql(GROUP_ROWS), newer_page_sql(GROUP_ROWS)] {
             let statement = connection.prepare_cached(&sql).unwrap();
             assert_eq!(statement.get_status(StatementStatus::Run), 3, "{sql}");
             assert_eq!(statement.get_status(StatementStatus::RePrepare), 0, "{sql}");
