@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::in_order::InOrder;
 use super::{secs, settle, Ctx};
 use crate::cli::DmArgs;
 use crate::report::{Report, Throughput};
@@ -57,8 +58,7 @@ pub async fn run(ctx: &Ctx, args: &DmArgs) -> Result<Report> {
         let (delivery, errors, stop) = (delivery.clone(), errors.clone(), stop.clone());
         let expected = items_of(k);
         receiving.spawn(async move {
-            let mut last: Option<u64> = None;
-            let (mut got, mut measured, mut last_measured_ns) = (0u64, 0u64, 0u64);
+            let mut receipt = InOrder::new(expected);
             let ended = ws::receive(&mut ws, v2, deadline, &stop, |text| {
                 let probe = match probe(text) {
                     Ok(Frame::Parsed(probe)) => probe,
@@ -79,31 +79,14 @@ pub async fn run(ctx: &Ctx, args: &DmArgs) -> Result<Report> {
                 let Some(i) = probe.content.as_deref().and_then(marker) else {
                     return Step::more();
                 };
-                let now = clock.now_ns();
-                if last.is_some_and(|last| i <= last) {
-                    errors.add("duplicate_or_reordered", 1);
-                } else {
-                    last = Some(i);
-                    got += 1;
-                    if schedule.is_measured(i) {
-                        delivery.lock().record_ns(schedule.late_by(i, now));
-                        measured += 1;
-                        last_measured_ns = now;
-                    }
-                }
+                receipt.take(i, clock.now_ns(), &schedule, &delivery, &errors);
                 Step {
-                    done: got == expected,
+                    done: receipt.done(),
                     seq: probe.seq,
                 }
             })
             .await;
-            if got < expected {
-                errors.add("missing", expected - got);
-                if let Some(kind) = ended.error_kind() {
-                    errors.add(kind, 1);
-                }
-            }
-            (measured, last_measured_ns)
+            receipt.finish(&ended, &errors)
         });
     }
 

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::in_order::InOrder;
 use super::{secs, settle, Ctx};
 use crate::cli::FanoutArgs;
 use crate::report::{Report, Throughput};
@@ -74,8 +75,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
             Arc::clone(&last_arrival),
         );
         receiving.spawn(async move {
-            let mut last: Option<u64> = None;
-            let (mut got, mut measured, mut last_measured_ns) = (0u64, 0u64, 0u64);
+            let mut receipt = InOrder::new(total);
             let ended = ws::receive(&mut ws, v2, deadline, &stop, |text| {
                 let probe = match probe(text) {
                     Ok(Frame::Parsed(probe)) if probe.kind == "message" => probe,
@@ -92,33 +92,18 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> Result<Report> {
                     return Step::more();
                 }
                 let now = clock.now_ns();
-                if last.is_some_and(|last| i <= last) {
-                    errors.add("duplicate_or_reordered", 1);
-                } else {
-                    last = Some(i);
-                    got += 1;
+                if receipt.take(i, now, &schedule, &delivery, &errors) {
                     copies[i as usize].fetch_add(1, Ordering::Relaxed);
                     first_arrival[i as usize].fetch_min(now, Ordering::Relaxed);
                     last_arrival[i as usize].fetch_max(now, Ordering::Relaxed);
-                    if schedule.is_measured(i) {
-                        delivery.lock().record_ns(schedule.late_by(i, now));
-                        measured += 1;
-                        last_measured_ns = now;
-                    }
                 }
                 Step {
-                    done: got == total,
+                    done: receipt.done(),
                     seq: probe.seq,
                 }
             })
             .await;
-            if got < total {
-                errors.add("missing", total - got);
-                if let Some(kind) = ended.error_kind() {
-                    errors.add(kind, 1);
-                }
-            }
-            (measured, last_measured_ns)
+            receipt.finish(&ended, &errors)
         });
     }
 

@@ -10,6 +10,7 @@ pub mod dm;
 pub mod fanout;
 pub mod history;
 pub mod idle;
+mod in_order;
 
 use std::time::Duration;
 
