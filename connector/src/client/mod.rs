@@ -246,24 +246,12 @@ impl Client {
 
     /// Sends a group message; returns once the hub has stored it.
     pub async fn send_message(&self, group_id: &str, content: &str) -> Result<Sent, ClientError> {
-        self.send_stored(ClientFrame::Message {
-            group_id: group_id.to_owned(),
-            content: content.to_owned(),
-            timestamp: None,
-            client_id: Some(new_client_id()),
-        })
-        .await
+        self.send_stored(message_frame(group_id, content)).await
     }
 
     /// Sends a direct message; returns once the hub has stored it.
     pub async fn send_direct_message(&self, to: &str, content: &str) -> Result<Sent, ClientError> {
-        self.send_stored(ClientFrame::DirectMessage {
-            to: to.to_owned(),
-            content: content.to_owned(),
-            timestamp: None,
-            client_id: Some(new_client_id()),
-        })
-        .await
+        self.send_stored(direct_message_frame(to, content)).await
     }
 
     /// Like [`Client::send_message`], without awaiting: `done` gets what
@@ -274,15 +262,7 @@ impl Client {
         content: &str,
         done: impl FnOnce(Result<Sent, ClientError>) + Send + 'static,
     ) {
-        self.send_stored_then(
-            ClientFrame::Message {
-                group_id: group_id.to_owned(),
-                content: content.to_owned(),
-                timestamp: None,
-                client_id: Some(new_client_id()),
-            },
-            done,
-        );
+        self.send_stored_then(message_frame(group_id, content), done);
     }
 
     /// Like [`Client::send_direct_message`], without awaiting: `done` gets
@@ -296,15 +276,7 @@ impl Client {
         content: &str,
         done: impl FnOnce(Result<Sent, ClientError>) + Send + 'static,
     ) {
-        self.send_stored_then(
-            ClientFrame::DirectMessage {
-                to: to.to_owned(),
-                content: content.to_owned(),
-                timestamp: None,
-                client_id: Some(new_client_id()),
-            },
-            done,
-        );
+        self.send_stored_then(direct_message_frame(to, content), done);
     }
 
     /// Joins a group (the membership is stored by the hub and kept across
@@ -518,6 +490,27 @@ fn stored(answer: Result<ServerFrame, ClientError>) -> Result<Sent, ClientError>
 /// cmake on every Mac). Installing it twice is harmless.
 fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A group message frame with a fresh client id, so a resend after a
+/// reconnect is recognised by the hub.
+fn message_frame(group_id: &str, content: &str) -> ClientFrame {
+    ClientFrame::Message {
+        group_id: group_id.to_owned(),
+        content: content.to_owned(),
+        timestamp: None,
+        client_id: Some(new_client_id()),
+    }
+}
+
+/// A direct message frame with a fresh client id (see [`message_frame`]).
+fn direct_message_frame(to: &str, content: &str) -> ClientFrame {
+    ClientFrame::DirectMessage {
+        to: to.to_owned(),
+        content: content.to_owned(),
+        timestamp: None,
+        client_id: Some(new_client_id()),
+    }
 }
 
 fn new_client_id() -> String {
