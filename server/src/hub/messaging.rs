@@ -127,7 +127,11 @@ impl Hub {
         } else {
             Guard::SingleStatement
         };
-        let committed = self.store().writer.submit(guard, store, dispatch).await?;
+        let committed = self
+            .store()
+            .writer
+            .submit_reply_first(guard, store, dispatch)
+            .await?;
         let unknown_mentions = resolved.unknown;
         Ok(Box::pin(async move {
             let (events, duplicate) = committed.await?;
@@ -168,7 +172,7 @@ impl Hub {
         let committed = self
             .store()
             .writer
-            .submit(
+            .submit_reply_first(
                 Guard::SingleStatement,
                 move |connection| {
                     if !agents::exists(connection, &to)? {

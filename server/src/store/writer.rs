@@ -7,8 +7,9 @@
 //!
 //! Callers learn their result only after the commit is durable. A job may
 //! also carry an `after` step that runs on the writer thread, in commit
-//! order, right after the commit; the hub uses it to hand committed events to
-//! live sessions, which is what keeps live delivery in sequence order.
+//! order, right after the commit (before or after its caller hears, as the
+//! caller chooses); the hub uses it to hand committed events to live
+//! sessions, which is what keeps live delivery in sequence order.
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -20,7 +21,10 @@ const MAX_BATCH: usize = 2048;
 /// Jobs waiting for the writer before senders wait too (backpressure).
 const QUEUE_DEPTH: usize = 16 * 1024;
 
-type Completion = Box<dyn FnOnce(bool) + Send>;
+/// Tells a job's caller how its batch ended; may leave work to run once
+/// every caller in the batch has been told.
+type Completion = Box<dyn FnOnce(bool) -> Option<Deferred> + Send>;
+type Deferred = Box<dyn FnOnce() + Send>;
 /// A job runs in the batch's transaction, or gets `None` when that
 /// transaction is already lost and it must fail without running.
 type Job = Box<dyn FnOnce(Option<&mut Transaction<'_>>) -> Completion + Send>;
@@ -115,6 +119,58 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
+        self.enqueue(guard, change, move |outcome, reply| {
+            if let Ok(value) = &outcome {
+                after(value);
+            }
+            let _ = reply.send(outcome);
+            None
+        })
+        .await
+    }
+
+    /// Like [`Writer::submit`], but the caller hears of the commit before
+    /// `after` runs: `after` waits until every caller in the batch has its
+    /// answer, then runs on the writer thread before the next batch, so
+    /// commit order still holds. For a message to a large group that means
+    /// the sender's confirmation is not queued behind a thousand deliveries.
+    pub async fn submit_reply_first<T, F, A>(
+        &self,
+        guard: Guard,
+        change: F,
+        after: A,
+    ) -> Result<impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
+    where
+        T: Clone + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
+        self.enqueue(guard, change, move |outcome, reply| {
+            let kept = outcome.as_ref().ok().cloned();
+            let _ = reply.send(outcome);
+            kept.map(|value| Box::new(move || after(&value)) as Deferred)
+        })
+        .await
+    }
+
+    /// Queues `change`; `finish` gets its outcome once the batch has
+    /// committed (or failed) and answers the caller through `reply`.
+    async fn enqueue<T, F, D>(
+        &self,
+        guard: Guard,
+        change: F,
+        finish: D,
+    ) -> Result<impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        D: FnOnce(
+                Result<T, StoreError>,
+                oneshot::Sender<Result<T, StoreError>>,
+            ) -> Option<Deferred>
+            + Send
+            + 'static,
+    {
         let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move |transaction| {
             let outcome = match (transaction, guard) {
@@ -124,14 +180,10 @@ impl Writer {
             };
             Box::new(move |committed| {
                 let outcome = match outcome {
-                    Ok(value) if committed => {
-                        after(&value);
-                        Ok(value)
-                    }
-                    Ok(_) => Err(StoreError::CommitFailed),
-                    Err(error) => Err(error),
+                    Ok(_) if !committed => Err(StoreError::CommitFailed),
+                    outcome => outcome,
                 };
-                let _ = reply.send(outcome);
+                finish(outcome, reply)
             })
         });
         self.commands
@@ -244,8 +296,12 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>) {
                 }
             }
         };
-        for completion in completions {
-            completion(committed);
+        let deferred: Vec<Deferred> = completions
+            .into_iter()
+            .filter_map(|completion| completion(committed))
+            .collect();
+        for work in deferred {
+            work();
         }
     }
     tracing::debug!("writer stopped");
