@@ -119,21 +119,26 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
+        // Deferred like every `after`, so that the steps of one batch run
+        // in commit order whichever way their callers are answered; this
+        // caller hears right after its own step.
         self.enqueue(guard, change, move |outcome, reply| {
-            if let Ok(value) = &outcome {
-                after(value);
-            }
-            let _ = reply.send(outcome);
-            None
+            Some(Box::new(move || {
+                if let Ok(value) = &outcome {
+                    after(value);
+                }
+                let _ = reply.send(outcome);
+            }) as Deferred)
         })
         .await
     }
 
     /// Like [`Writer::submit`], but the caller hears of the commit before
-    /// `after` runs: `after` waits until every caller in the batch has its
-    /// answer, then runs on the writer thread before the next batch, so
-    /// commit order still holds. For a message to a large group that means
-    /// the sender's confirmation is not queued behind a thousand deliveries.
+    /// `after` runs. Every job's `after` runs once the batch's reply-first
+    /// callers have their answers, in commit order, on the writer thread and
+    /// before the next batch (a [`Writer::submit`] caller hears right after
+    /// its own step). For a message to a large group that means the
+    /// sender's confirmation is not queued behind a thousand deliveries.
     pub async fn submit_reply_first<T, F, A>(
         &self,
         guard: Guard,
@@ -305,4 +310,61 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>) {
         }
     }
     tracing::debug!("writer stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+
+    use super::*;
+
+    /// Two jobs of one batch: the first answers its caller before its
+    /// `after`, the second after. Their `after` steps must still run in
+    /// commit order, or a recipient could see the second job's event first
+    /// and then drop the first one as already sent.
+    #[tokio::test]
+    async fn after_steps_run_in_commit_order_whichever_way_callers_hear() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.db");
+        let (writer, thread) = Writer::start(
+            Connection::open(&path).unwrap(),
+            Connection::open(&path).unwrap(),
+        );
+        // Hold the writer inside a first batch so the next two jobs queue
+        // up and are taken together.
+        let (release, held) = std_mpsc::channel::<()>();
+        let first = writer
+            .submit(
+                Guard::SingleStatement,
+                move |_| {
+                    held.recv().unwrap();
+                    Ok(())
+                },
+                |_| (),
+            )
+            .await
+            .unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let log = |name: &'static str| {
+            let order = Arc::clone(&order);
+            move |_: &u8| order.lock().unwrap().push(name)
+        };
+        let reply_first = writer
+            .submit_reply_first(Guard::SingleStatement, |_| Ok(1u8), log("reply first"))
+            .await
+            .unwrap();
+        let after_first = writer
+            .submit(Guard::SingleStatement, |_| Ok(2u8), log("after first"))
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+        first.await.unwrap();
+        assert_eq!(reply_first.await.unwrap(), 1);
+        assert_eq!(after_first.await.unwrap(), 2);
+        assert_eq!(*order.lock().unwrap(), ["reply first", "after first"]);
+        writer.stop().await;
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
 }

@@ -283,6 +283,10 @@ async fn spawn(dir: &Path, args: &[String]) -> (Child, String, String) {
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub token: Option<String>,
+    /// The seq of this client's last confirmed message while its own copy
+    /// (if it is a group member) may still be on the way: the hub confirms
+    /// before it delivers, so the copy can come after `sent`.
+    pending_echo: Option<i64>,
 }
 
 /// Frame types that arrive on their own schedule and that `expect` skips.
@@ -291,7 +295,11 @@ const BACKGROUND: &[&str] = &["agent_list", "presence"];
 impl Client {
     pub async fn connect_url(url: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
-        Ok(Client { ws, token: None })
+        Ok(Client {
+            ws,
+            token: None,
+            pending_echo: None,
+        })
     }
 
     pub async fn connect_with_header(url: &str, token: &str) -> Client {
@@ -303,6 +311,7 @@ impl Client {
         Client {
             ws,
             token: Some(token.to_owned()),
+            pending_echo: None,
         }
     }
 
@@ -333,11 +342,18 @@ impl Client {
         }
     }
 
-    /// The next frame that is not a background one; it must be of `kind`.
+    /// The next frame that is not a background one (nor this client's own
+    /// copy of a message already confirmed); it must be of `kind`.
     pub async fn expect(&mut self, kind: &str) -> Value {
         loop {
             let frame = self.next().await;
             let frame_type = frame["type"].as_str().unwrap_or_default();
+            if frame_type == "message" && frame["seq"].as_i64() == self.pending_echo {
+                self.pending_echo = None;
+                if kind != "message" {
+                    continue;
+                }
+            }
             if frame_type == kind {
                 return frame;
             }
@@ -436,13 +452,20 @@ impl Client {
     }
 
     /// The `sent` confirmation, skipping the sender's own echo of a group
-    /// message (which may come first).
+    /// message if it comes first; if it has not come yet, `expect` skips it
+    /// later.
     pub async fn expect_sent(&mut self) -> Value {
+        let mut echoes = Vec::new();
         loop {
             let frame = self.next().await;
             match frame["type"].as_str().unwrap_or_default() {
-                "sent" => return frame,
-                "message" | "agent_list" | "system" => continue,
+                "sent" => {
+                    let seq = frame["seq"].as_i64();
+                    self.pending_echo = seq.filter(|seq| !echoes.contains(seq));
+                    return frame;
+                }
+                "message" => echoes.push(frame["seq"].as_i64().unwrap_or_default()),
+                "agent_list" | "system" => continue,
                 _ => panic!("expected 'sent', got {frame}"),
             }
         }
