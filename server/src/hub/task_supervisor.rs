@@ -45,24 +45,12 @@ impl Hub {
         for task in overdue {
             self.apply_quietly(&task.id, TaskOp::TimeOut).await;
         }
-        let open = self
-            .store()
-            .read(|connection| {
-                tasks::with_status(
-                    connection,
-                    &[
-                        TaskStatus::Pending,
-                        TaskStatus::Assigned,
-                        TaskStatus::Accepted,
-                        TaskStatus::InProgress,
-                    ],
-                )
-            })
-            .await?;
+        // A task for a named agent waits for that agent: only capability
+        // tasks are routed.
+        let open = self.store().read(tasks::open_for_capabilities).await?;
         let grace = self.config().idle_timeout;
         for task in open {
             let Some(capability) = &task.capability else {
-                // A task for a named agent waits for that agent.
                 continue;
             };
             let candidates = self.online_with_capability(capability);

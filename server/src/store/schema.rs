@@ -135,6 +135,21 @@ pub fn migrations() -> Migrations<'static> {
         CREATE INDEX task_history_by_task ON task_history (task_id, id);
         "#,
         ),
+        // The task supervisor looks every second for open capability tasks
+        // and open tasks past their deadline; without these it read every
+        // open task (named-agent ones too) each time. The status lists are
+        // store::tasks::OPEN_STATUSES: a partial index serves only queries
+        // that repeat its WHERE terms.
+        M::up(
+            r#"
+        CREATE INDEX tasks_open_with_capability ON tasks (capability)
+            WHERE capability IS NOT NULL
+              AND status IN ('pending', 'assigned', 'accepted', 'in_progress');
+        CREATE INDEX tasks_open_by_deadline ON tasks (deadline)
+            WHERE deadline IS NOT NULL
+              AND status IN ('pending', 'assigned', 'accepted', 'in_progress');
+        "#,
+        ),
     ])
 }
 
