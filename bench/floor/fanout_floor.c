@@ -14,7 +14,7 @@
  *
  * Build and run (needs Debian's liburing-dev):
  *   cc -O2 -o /tmp/fanout_floor bench/floor/fanout_floor.c -luring
- *   ulimit -n 20000; /tmp/fanout_floor [sockets=1000] [rounds=50]
+ *   ulimit -n 20000; /tmp/fanout_floor [sockets=1000, at most 32768] [rounds=50]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -103,8 +103,14 @@ static void send_all(int *writers, int count, const char *frame, struct io_uring
                 die("send");
         return;
     }
-    for (int i = 0; i < count; i++)
-        io_uring_prep_send(io_uring_get_sqe(ring), writers[i], frame, FRAME_BYTES, MSG_NOSIGNAL);
+    for (int i = 0; i < count; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+        if (!sqe) {
+            fprintf(stderr, "io_uring: submission queue full\n");
+            exit(1);
+        }
+        io_uring_prep_send(sqe, writers[i], frame, FRAME_BYTES, MSG_NOSIGNAL);
+    }
     if (io_uring_submit_and_wait(ring, count) < 0)
         die("io_uring_submit_and_wait");
     struct io_uring_cqe *cqe;
@@ -137,17 +143,22 @@ static void measure(const char *how, int *writers, int count, int rounds, int do
     }
     qsort(sent, rounds, sizeof *sent, by_value);
     qsort(read_all, rounds, sizeof *read_all, by_value);
+    double median_sent = sent[rounds / 2], best_sent = sent[0];
+    double median_read = read_all[rounds / 2], best_read = read_all[0];
+    free(sent);
+    free(read_all);
     printf("%-9s one %d-byte frame to each of %d sockets: sender done median %.2f ms "
            "(best %.2f, %.1f us per socket); reader has all median %.2f ms (best %.2f)\n",
-           how, FRAME_BYTES, count, sent[rounds / 2], sent[0], sent[rounds / 2] * 1e3 / count,
-           read_all[rounds / 2], read_all[0]);
+           how, FRAME_BYTES, count, median_sent, best_sent, median_sent * 1e3 / count,
+           median_read, best_read);
 }
 
 int main(int argc, char **argv) {
     int count = argc > 1 ? atoi(argv[1]) : 1000;
     int rounds = argc > 2 ? atoi(argv[2]) : 50;
-    if (count < 1 || rounds < 1) {
-        fprintf(stderr, "usage: %s [sockets] [rounds]\n", argv[0]);
+    /* 32768: the most entries an io_uring submission queue may have. */
+    if (count < 1 || count > 32768 || rounds < 1) {
+        fprintf(stderr, "usage: %s [sockets, 1-32768] [rounds]\n", argv[0]);
         return 2;
     }
     int listener = socket(AF_INET, SOCK_STREAM, 0);
@@ -165,7 +176,8 @@ int main(int argc, char **argv) {
         writers[i] = accept(listener, NULL, NULL);
         if (writers[i] < 0)
             die("accept");
-        setsockopt(writers[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (setsockopt(writers[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+            die("setsockopt TCP_NODELAY");
     }
     int pipe_ends[2];
     if (pipe(pipe_ends) != 0)
@@ -173,15 +185,20 @@ int main(int argc, char **argv) {
     pid_t reader = fork();
     if (reader < 0)
         die("fork");
-    if (reader == 0)
+    if (reader == 0) {
+        close(pipe_ends[0]);
         drain(readers, count, pipe_ends[1]);
+    }
+    /* Without the write end here, a reader that dies ends our reads. */
+    close(pipe_ends[1]);
     pin_to(0);
     measure("send()", writers, count, rounds, pipe_ends[0], NULL);
     struct io_uring ring;
     int error = io_uring_queue_init((unsigned)count, &ring, 0);
-    if (error == 0)
+    if (error == 0) {
         measure("io_uring", writers, count, rounds, pipe_ends[0], &ring);
-    else
+        io_uring_queue_exit(&ring);
+    } else
         fprintf(stderr, "io_uring unavailable: %s\n", strerror(-error));
     kill(reader, SIGKILL);
     waitpid(reader, NULL, 0);

@@ -21,8 +21,10 @@ const MAX_BATCH: usize = 2048;
 /// Jobs waiting for the writer before senders wait too (backpressure).
 const QUEUE_DEPTH: usize = 16 * 1024;
 
-/// Tells a job's caller how its batch ended; may leave work to run once
-/// every caller in the batch has been told.
+/// Finishes a job once its batch has ended: answers a reply-first caller
+/// at once, and returns the work to run after every such caller in the
+/// batch has its answer (`after` steps, and the answers of other callers,
+/// each right after its own step).
 type Completion = Box<dyn FnOnce(bool) -> Option<Deferred> + Send>;
 type Deferred = Box<dyn FnOnce() + Send>;
 /// A job runs in the batch's transaction, or gets `None` when that
@@ -330,18 +332,23 @@ mod tests {
             Connection::open(&path).unwrap(),
             Connection::open(&path).unwrap(),
         );
-        // Hold the writer inside a first batch so the next two jobs queue
-        // up and are taken together.
+        // Hold the writer inside a first batch (and make sure it is there)
+        // so that the next two jobs queue up and are taken together.
         let (release, held) = std_mpsc::channel::<()>();
+        let (entered, inside) = std_mpsc::channel::<()>();
         let first = writer
             .submit(
                 Guard::SingleStatement,
                 move |_| {
+                    entered.send(()).unwrap();
                     held.recv().unwrap();
                     Ok(())
                 },
                 |_| (),
             )
+            .await
+            .unwrap();
+        tokio::task::spawn_blocking(move || inside.recv().unwrap())
             .await
             .unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));

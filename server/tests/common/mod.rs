@@ -348,11 +348,12 @@ impl Client {
         loop {
             let frame = self.next().await;
             let frame_type = frame["type"].as_str().unwrap_or_default();
-            if frame_type == "message" && frame["seq"].as_i64() == self.pending_echo {
+            if frame_type == "message"
+                && self.pending_echo.is_some()
+                && frame["seq"].as_i64() == self.pending_echo
+            {
                 self.pending_echo = None;
-                if kind != "message" {
-                    continue;
-                }
+                continue;
             }
             if frame_type == kind {
                 return frame;
