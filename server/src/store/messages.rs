@@ -322,10 +322,7 @@ mod tests {
 
     #[test]
     fn a_history_page_reuses_its_prepared_statement() {
-        let mut connection = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrations()
-            .to_latest(&mut connection)
-            .unwrap();
+        let connection = crate::store::schema::migrated_in_memory();
         for n in 0..20 {
             insert(
                 &connection,

@@ -153,6 +153,14 @@ pub fn migrations() -> Migrations<'static> {
     ])
 }
 
+/// A fresh in-memory database with every migration applied, for tests.
+#[cfg(test)]
+pub fn migrated_in_memory() -> rusqlite::Connection {
+    let mut connection = rusqlite::Connection::open_in_memory().unwrap();
+    migrations().to_latest(&mut connection).unwrap();
+    connection
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

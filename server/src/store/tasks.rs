@@ -379,10 +379,7 @@ mod tests {
     /// partial index rather than read every open task.
     #[test]
     fn the_supervisors_queries_use_their_partial_indexes() {
-        let mut connection = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrations()
-            .to_latest(&mut connection)
-            .unwrap();
+        let connection = crate::store::schema::migrated_in_memory();
         for (sql, index) in [
             (overdue_sql(), "tasks_open_by_deadline"),
             (open_for_capabilities_sql(), "tasks_open_with_capability"),

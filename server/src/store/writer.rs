@@ -88,28 +88,14 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
-        self.submit_then(change, after).await?.await
+        self.submit(Guard::Savepoint, change, after).await?.await
     }
 
     /// Queues the change (waiting only while the writer's queue is full)
     /// and returns a future of its result. Changes run in the order they
     /// were submitted, so a connection can keep reading while its earlier
-    /// messages commit, and still answer in order.
-    pub async fn submit_then<T, F, A>(
-        &self,
-        change: F,
-        after: A,
-    ) -> Result<impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-        A: FnOnce(&T) + Send + 'static,
-    {
-        self.submit(Guard::Savepoint, change, after).await
-    }
-
-    /// Like [`Writer::submit_then`], with the job's [`Guard`] chosen by the
-    /// caller.
+    /// messages commit, and still answer in order. `guard` says how a
+    /// failing change is kept from leaving half its writes behind.
     pub async fn submit<T, F, A>(
         &self,
         guard: Guard,
