@@ -65,13 +65,23 @@ struct Shared {
     /// Open WebSocket connections, so shutdown can wait for them to save
     /// their cursors.
     connections: TaskTracker,
-    /// When each offline agent that was online since start went away; an
-    /// agent not in here and not online has been away since `started`.
-    offline_since: Mutex<HashMap<String, Instant>>,
+    /// When each offline agent that was online since start went away, and
+    /// what it had confirmed; an agent not in here and not online has been
+    /// away since `started`.
+    departures: Mutex<HashMap<String, Departure>>,
     started: Instant,
     /// Wakes the task supervisor: an agent came, a task ended or waits.
     tasks_changed: Notify,
     shutdown: CancellationToken,
+}
+
+/// An agent's last connection ended.
+struct Departure {
+    at: Instant,
+    /// What that connection had confirmed. Its cursor is saved to the store
+    /// a moment later; a reconnect in between must not resume from the
+    /// older stored one and deliver again what was confirmed.
+    cursor: i64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -119,7 +129,7 @@ impl Hub {
                 presence_changed: Notify::new(),
                 next_conn_id: AtomicU64::new(1),
                 connections: TaskTracker::new(),
-                offline_since: Mutex::new(HashMap::new()),
+                departures: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 tasks_changed: Notify::new(),
                 shutdown,
@@ -209,10 +219,9 @@ impl Hub {
         if self.is_online(agent_id) {
             return None;
         }
-        let since = lock(&self.shared.offline_since)
+        let since = lock(&self.shared.departures)
             .get(agent_id)
-            .copied()
-            .unwrap_or(self.shared.started);
+            .map_or(self.shared.started, |departure| departure.at);
         Some(since.elapsed())
     }
 
@@ -255,9 +264,11 @@ impl Hub {
             .map(|agent| agent.name.clone())
     }
 
-    /// Makes `session` the agent's live connection. A previous connection of
-    /// the same agent is closed with [`CLOSE_REPLACED`] and returned.
-    pub fn attach(&self, session: Arc<Session>) -> Option<Arc<Session>> {
+    /// Makes `session` the agent's live connection; a previous connection of
+    /// the same agent is closed with [`CLOSE_REPLACED`]. Returns the highest
+    /// seq the agent's earlier connections confirmed that the store may not
+    /// have yet (0 if none).
+    pub fn attach(&self, session: Arc<Session>) -> i64 {
         let previous =
             lock(&self.shared.sessions).insert(session.agent_id.clone(), Arc::clone(&session));
         if let Some(previous) = &previous {
@@ -265,10 +276,11 @@ impl Hub {
                 .outbox
                 .close(CLOSE_REPLACED, "replaced by a newer connection");
         }
-        lock(&self.shared.offline_since).remove(&session.agent_id);
+        let departed = lock(&self.shared.departures).remove(&session.agent_id);
         self.presence_changed(&session.agent_id);
         self.tasks_changed();
-        previous
+        let replaced = previous.map_or(0, |previous| previous.cursor());
+        replaced.max(departed.map_or(0, |departure| departure.cursor))
     }
 
     /// Removes `session` if it is still the agent's live connection, and
@@ -281,7 +293,13 @@ impl Hub {
                 .is_some_and(|live| live.conn_id == session.conn_id);
             if current {
                 sessions.remove(&session.agent_id);
-                lock(&self.shared.offline_since).insert(session.agent_id.clone(), Instant::now());
+                // Under the same lock as the removal: a register that no
+                // longer finds this session finds its cursor here.
+                let departure = Departure {
+                    at: Instant::now(),
+                    cursor: session.cursor(),
+                };
+                lock(&self.shared.departures).insert(session.agent_id.clone(), departure);
             }
             current
         };

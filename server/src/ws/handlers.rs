@@ -202,16 +202,14 @@ impl Connection {
             // Legacy clients depend on `agent_list`; v2 clients opt in.
             follows_presence: !v2 || presence == Some(true),
         });
-        let previous = self.hub.attach(Arc::clone(&session));
+        let unsaved_cursor = self.hub.attach(Arc::clone(&session));
         // Resume where the agent left off: a v2 client says where; for a
         // legacy client it is what was delivered, including by a connection
-        // this one replaces whose cursor is not saved yet.
+        // that this one replaces or that just ended, whose cursor may not be
+        // saved yet.
         let resume_from = match (protocol, last_seq) {
             (PROTOCOL_V2, Some(seq)) => seq.clamp(0, head),
-            _ => previous
-                .map(|previous| previous.cursor())
-                .unwrap_or(0)
-                .max(record.cursor_seq),
+            _ => unsaved_cursor.max(record.cursor_seq),
         };
         self.outbox.start_at(resume_from);
         if protocol < PROTOCOL_V2 {
