@@ -4,6 +4,7 @@
 mod common;
 
 use common::{TestHub, ADMIN};
+use futures_util::SinkExt;
 use serde_json::json;
 
 #[tokio::test]
@@ -188,6 +189,46 @@ async fn offline_agent_gets_dms_mentions_and_group_messages_in_order_once() {
         .await;
     bob.expect("registered").await;
     bob.ping_pong().await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_answered_while_the_replacement_registers_still_counts() {
+    let hub = TestHub::start().await;
+    let mut alice = hub.legacy("alice", "Alice").await;
+    let bob = hub.legacy("bob", "Bob").await;
+    let bob_token = bob.token.clone().unwrap();
+    drop(bob);
+    alice
+        .send(json!({"type": "direct_message", "to": "bob", "content": "once"}))
+        .await;
+    alice.expect_sent().await;
+
+    let mut old = hub.connect(Some(&bob_token)).await;
+    old.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
+        .await;
+    old.expect("registered").await;
+    assert_eq!(
+        old.expect("offline_messages").await["messages"][0]["content"],
+        "once"
+    );
+    // The checkpoint ping that follows the batch, answered only once the
+    // hub has begun to close this connection for the new one: the pong
+    // reaches the hub after the register, not before it.
+    let checkpoint = old.checkpoint_ping().await;
+    let mut new = hub.connect(Some(&bob_token)).await;
+    new.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
+        .await;
+    old.wait_for_bytes().await;
+    old.answer_ping(checkpoint).await;
+    let close = old.expect_close().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 4000);
+    // Sends tungstenite's answer to the close frame, as a client that goes
+    // on reading would.
+    old.ws.flush().await.unwrap();
+
+    new.expect("registered").await;
+    // The old connection's pong proved "once" was read: it is not sent again.
+    new.ping_pong().await;
 }
 
 #[tokio::test]

@@ -38,6 +38,10 @@ use session::Session;
 const PRESENCE_DEBOUNCE: Duration = Duration::from_millis(100);
 /// How often delivery cursors of live sessions are saved.
 const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a register waits for the connection it replaces to stop
+/// reading. What that socket already holds is read in microseconds; a
+/// client that went away without closing costs its replacement this much.
+const RETIRE_WAIT: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct Hub {
@@ -262,6 +266,20 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .get(agent_id)
             .map(|agent| agent.name.clone())
+    }
+
+    /// Closes the agent's live connection, if it has one, and waits (at most
+    /// [`RETIRE_WAIT`]) until it has stopped reading. What the client
+    /// confirmed on it just before reconnecting may still sit unread in its
+    /// socket; once read it counts in the cursor that [`Hub::attach`]
+    /// returns, and the new connection does not send it again.
+    pub async fn retire(&self, agent_id: &str) {
+        let Some(live) = lock(&self.shared.sessions).get(agent_id).cloned() else {
+            return;
+        };
+        live.outbox
+            .close(CLOSE_REPLACED, "replaced by a newer connection");
+        let _ = tokio::time::timeout(RETIRE_WAIT, live.outbox.reading_done.cancelled()).await;
     }
 
     /// Makes `session` the agent's live connection; a previous connection of

@@ -50,6 +50,9 @@ pub struct Outbox {
     /// that a writer stuck on a client that does not read cannot keep the
     /// connection alive.
     pub closing: CancellationToken,
+    /// Cancelled when the connection has stopped reading: what its client
+    /// confirms (acks, pongs) is all counted by then.
+    pub reading_done: CancellationToken,
     capacity: usize,
     /// The most bytes (roughly: content plus framing) the queue may hold.
     max_bytes: usize,
@@ -100,6 +103,7 @@ impl Outbox {
             drained: Notify::new(),
             checkpoints: AtomicBool::new(false),
             closing: CancellationToken::new(),
+            reading_done: CancellationToken::new(),
             capacity,
             max_bytes,
         })

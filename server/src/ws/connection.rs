@@ -10,11 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use clawbot_connector::protocol::{ErrorCode, CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT, CLOSE_TOO_BIG};
+use clawbot_connector::protocol::{
+    ClientFrame, ErrorCode, CLOSE_GOING_AWAY, CLOSE_IDLE_TIMEOUT, CLOSE_TOO_BIG,
+};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 
 use super::handlers::Connection;
+use super::parse::parse;
 use crate::auth::Principal;
 use crate::error::HubError;
 use crate::hub::outbox::{Outbox, Outgoing};
@@ -56,6 +59,7 @@ async fn serve(
     let writer = tokio::spawn(write_loop(hub.clone(), sink, Arc::clone(&outbox)));
     let mut connection = Connection::new(hub.clone(), principal, Arc::clone(&outbox));
     read_loop(&hub, &mut connection, &mut stream).await;
+    outbox.reading_done.cancel();
     // Boxed: what happens at the end (waiting for the writer, lingering,
     // saving the cursor) would otherwise make every live connection's task
     // as large as its largest step.
@@ -104,7 +108,7 @@ async fn read_loop(hub: &Hub, connection: &mut Connection, stream: &mut SplitStr
         let next = tokio::select! {
             next = tokio::time::timeout(idle_timeout, stream.next()) => next,
             () = closing.cancelled() => {
-                finish_closing(stream).await;
+                finish_closing(connection.outbox(), stream).await;
                 return;
             }
         };
@@ -139,14 +143,16 @@ async fn read_loop(hub: &Hub, connection: &mut Connection, stream: &mut SplitStr
             Message::Close(_) => return,
             // The answer to a checkpoint ping: the client has read every
             // frame written before it.
-            Message::Pong(payload) => {
-                if let Ok(seq) = <[u8; 8]>::try_from(payload.as_ref()) {
-                    connection.outbox().confirm(i64::from_be_bytes(seq));
-                }
-            }
+            Message::Pong(payload) => confirm_checkpoint(connection.outbox(), &payload),
             // Pings are answered by the library.
             Message::Ping(_) => {}
         }
+    }
+}
+
+fn confirm_checkpoint(outbox: &Outbox, payload: &[u8]) {
+    if let Ok(seq) = <[u8; 8]>::try_from(payload) {
+        outbox.confirm(i64::from_be_bytes(seq));
     }
 }
 
@@ -154,11 +160,22 @@ async fn read_loop(hub: &Hub, connection: &mut Connection, stream: &mut SplitStr
 /// client answers it, so that closing the socket with its answer still
 /// unread does not reset the connection and destroy the close frame before
 /// the client reads it. A client that does not answer gets [`CLOSE_GRACE`].
-async fn finish_closing(stream: &mut SplitStream<WebSocket>) {
+///
+/// Confirmations read meanwhile still count: a client that answered a
+/// checkpoint (or acked) just before it reconnected must not get those
+/// frames again on the connection that replaced this one.
+async fn finish_closing(outbox: &Outbox, stream: &mut SplitStream<WebSocket>) {
     let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
     while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, stream.next()).await {
-        if matches!(message, Message::Close(_)) {
-            break;
+        match message {
+            Message::Close(_) => break,
+            Message::Pong(payload) => confirm_checkpoint(outbox, &payload),
+            Message::Text(text) => {
+                if let Ok(ClientFrame::Ack { seq }) = parse(&text) {
+                    outbox.confirm(seq);
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -191,6 +191,11 @@ impl Connection {
             })
             .await?;
         self.hub.remember_agent(&record);
+        // Where the new connection starts depends on what the old one
+        // confirmed, unless a v2 client says where it left off.
+        if !(v2 && last_seq.is_some()) {
+            self.hub.retire(&record.id).await;
+        }
 
         let session = Arc::new(Session {
             conn_id: self.conn_id,

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const ADMIN: &str = "test-admin-token";
@@ -390,6 +390,15 @@ impl Client {
     /// that follows delivered frames, answers it, and makes sure the hub
     /// has read the answer.
     pub async fn answer_checkpoint(&mut self) {
+        let checkpoint = self.checkpoint_ping().await;
+        self.answer_ping(checkpoint).await;
+        self.ping_pong().await;
+    }
+
+    /// The next checkpoint ping's payload, not answered yet: tungstenite
+    /// queues its automatic pong and sends it with this socket's next read
+    /// or write.
+    pub async fn checkpoint_ping(&mut self) -> Bytes {
         loop {
             let message = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -398,12 +407,26 @@ impl Client {
                 .expect("the connection failed");
             if let Message::Ping(payload) = message {
                 if payload.len() == 8 {
-                    self.ws.send(Message::Pong(payload)).await.unwrap();
-                    break;
+                    return payload;
                 }
             }
         }
-        self.ping_pong().await;
+    }
+
+    /// Waits until the hub has sent this client something, without reading
+    /// it (so nothing tungstenite has queued is sent either).
+    pub async fn wait_for_bytes(&self) {
+        let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() else {
+            panic!("a plain TCP connection was expected");
+        };
+        tokio::time::timeout(WAIT, tcp.readable())
+            .await
+            .expect("nothing arrived in time")
+            .unwrap();
+    }
+
+    pub async fn answer_ping(&mut self, payload: Bytes) {
+        self.ws.send(Message::Pong(payload)).await.unwrap();
     }
 
     /// Proves the connection is alive and in order: a heartbeat round trip.
