@@ -287,12 +287,9 @@ async fn cancel_tells_the_assignee_and_a_deadline_times_out_for_both() {
     worker.expect_error("invalid_transition").await;
 
     let deadline = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
-    let id = assign(
-        &mut boss,
-        json!({"title": "Quick", "assigneeId": "worker", "deadline": deadline}),
-    )
-    .await["id"]
-        .clone();
+    let request = json!({"title": "Quick", "assigneeId": "worker", "deadline": deadline,
+        "idempotencyKey": "quick-1"});
+    let id = assign(&mut boss, request.clone()).await["id"].clone();
     worker.expect("task_assigned").await;
     op(&mut worker, json!({"type": "task_accept", "taskId": id})).await;
     update(&mut boss).await; // the accept
@@ -302,6 +299,18 @@ async fn cancel_tells_the_assignee_and_a_deadline_times_out_for_both() {
         assert_eq!(timed_out["change"]["status"], "timed_out");
         assert_eq!(timed_out["change"]["actor"], "hub");
     }
+    // A retry of the same request, its deadline now past, is answered with
+    // the task it made, not refused for the deadline.
+    let retried = assign(&mut boss, request).await;
+    assert_eq!(retried["id"], id);
+    assert_eq!(retried["status"], "timed_out");
+    // Without the key the same past deadline is refused.
+    boss.send(
+        json!({"type": "assign_task", "title": "Late", "assigneeId": "worker",
+        "deadline": deadline}),
+    )
+    .await;
+    boss.expect_error("invalid_argument").await;
 }
 
 #[tokio::test]

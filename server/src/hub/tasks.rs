@@ -91,6 +91,29 @@ impl Hub {
         request: AssignTask,
         body: Map<String, Value>,
     ) -> Result<(TaskView, bool), HubError> {
+        // A retry finds its task before anything that may have changed
+        // since the first attempt (a deadline now past) is checked again.
+        if let Some(key) = &request.idempotency_key {
+            ids::check_client_id(key).map_err(|_| {
+                HubError::new(
+                    ErrorCode::InvalidId,
+                    "idempotencyKey must be 1 to 128 printable ASCII characters",
+                )
+            })?;
+            if let Some(id) = &assigner {
+                ids::check_id("assignerId", id)?;
+            }
+            let (assigner, key) = (assigner.clone(), key.clone());
+            let existing = self
+                .store()
+                .read(move |connection| {
+                    tasks::find_by_idempotency_key(connection, assigner.as_deref(), &key)
+                })
+                .await?;
+            if let Some(existing) = existing {
+                return Ok((existing.view(), true));
+            }
+        }
         let limit = self.config().max_body_bytes;
         if request.title.trim().is_empty() {
             return Err(HubError::new(
@@ -132,14 +155,6 @@ impl Hub {
                 ErrorCode::InvalidArgument,
                 "give either assigneeId or capability, not both",
             ));
-        }
-        if let Some(key) = &request.idempotency_key {
-            ids::check_client_id(key).map_err(|_| {
-                HubError::new(
-                    ErrorCode::InvalidId,
-                    "idempotencyKey must be 1 to 128 printable ASCII characters",
-                )
-            })?;
         }
         let max_attempts = request.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
