@@ -573,3 +573,78 @@ fn summarize(agent: &AgentRecord, online: bool, now: &str) -> AgentSummary {
         joined_at: agent.joined_at.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::mpsc as std_mpsc;
+    use std::task::Poll;
+
+    use super::outbox::Outbox;
+    use super::*;
+    use crate::config::Synchronous;
+
+    fn session(conn_id: u64, confirmed: i64) -> Arc<Session> {
+        let outbox = Outbox::new(16, 1 << 20);
+        outbox.set_sent_seq(confirmed);
+        outbox.confirm(confirmed);
+        Arc::new(Session {
+            conn_id,
+            agent_id: "bob".into(),
+            name: "Bob".into(),
+            protocol: 1,
+            outbox,
+            registered_at_seq: 0,
+            follows_presence: false,
+        })
+    }
+
+    /// A connection ends and its cursor waits behind a busy writer; a new
+    /// connection of the same agent attaching meanwhile must still learn
+    /// what the old one confirmed, or it sends those events again.
+    #[tokio::test]
+    async fn attach_returns_what_a_just_ended_connection_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = Store::open(dir.path(), Synchronous::Normal).unwrap();
+        let hub = Hub::start(
+            Config::for_tests(dir.path()),
+            opened.store,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(hub.attach(session(1, 5)), 0);
+        let old = lock(&hub.shared.sessions).get("bob").cloned().unwrap();
+
+        // Hold the writer, so that detach cannot save the cursor yet.
+        let (release, held) = std_mpsc::channel::<()>();
+        let (entered, inside) = std_mpsc::channel::<()>();
+        let holding = tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                hub.store()
+                    .writer
+                    .write(move |_| {
+                        entered.send(()).unwrap();
+                        held.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || inside.recv().unwrap())
+            .await
+            .unwrap();
+        // Polled once, detach leaves the live map and then waits for the
+        // writer.
+        let mut detaching = Box::pin(hub.detach(&old));
+        let first = std::future::poll_fn(|cx| Poll::Ready(detaching.as_mut().poll(cx))).await;
+        assert!(first.is_pending());
+        assert!(!hub.is_online("bob"));
+
+        assert_eq!(hub.attach(session(2, 0)), 5);
+        release.send(()).unwrap();
+        holding.await.unwrap().unwrap();
+        detaching.await;
+    }
+}
