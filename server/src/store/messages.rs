@@ -110,10 +110,16 @@ pub fn backlog(
     limit: usize,
 ) -> Result<Vec<Arc<Event>>, StoreError> {
     let columns = Event::COLUMNS;
+    let indexed_columns = addressed_columns();
     let group_columns = prefixed_columns("e");
+    // Addressed events: indexed ones through `addressed`, then the tail
+    // not indexed yet (see store::addressed).
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {columns} FROM events
-            WHERE recipient = ?1 AND seq > ?2
+        "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
+            WHERE a.agent = ?1 AND a.role = 0 AND a.seq > ?2
+         UNION ALL
+         SELECT {columns} FROM events
+            WHERE seq > max(?2, (SELECT indexed_upto FROM index_state)) AND recipient = ?1
          UNION ALL
          SELECT {group_columns} FROM memberships m
             JOIN events e ON e.group_id = m.group_id AND e.kind = 'message'
@@ -122,6 +128,13 @@ pub fn backlog(
          ORDER BY seq LIMIT ?3 + 0"
     ))?;
     collect(&mut statement, params![agent_id, after_seq, limit as i64])
+}
+
+/// The columns of an event read through `addressed a JOIN events i`, with
+/// `seq` taken from `a`, so that SQLite sees the rows come in seq order
+/// from `addressed`'s key and does not sort them.
+fn addressed_columns() -> String {
+    prefixed_columns("i").replacen("i.seq", "a.seq", 1)
 }
 
 fn prefixed_columns(alias: &str) -> String {
@@ -219,7 +232,7 @@ pub fn group_history_json(
 
 /// The query of a group page, before its seq window: binds ?1 (the group).
 const GROUP_ROWS: &str = "SELECT seq, id, from_id, from_name, content, created_at FROM events \
-     WHERE group_id = ?1 AND kind = 'message'";
+     WHERE group_id = ?1 AND kind = 'message' {window}";
 
 /// The original hub's row shape for a group message, plus `seq`.
 #[derive(serde::Serialize)]
@@ -246,18 +259,44 @@ pub fn dm_history(
     after: Option<i64>,
     limit: usize,
 ) -> Result<Vec<Arc<Event>>, StoreError> {
-    let columns = Event::COLUMNS;
-    let base = match with {
-        Some(_) => format!(
-            "SELECT {columns} FROM events WHERE kind = 'direct_message'
-               AND ((from_id = ?1 AND recipient = ?2) OR (from_id = ?2 AND recipient = ?1))"
-        ),
-        None => format!(
-            "SELECT {columns} FROM events WHERE kind = 'direct_message'
-               AND (from_id = ?1 OR recipient = ?1)"
-        ),
-    };
+    let base = dm_history_sql(with.is_some());
     page(connection, &base, agent_id, with, before, after, limit)
+}
+
+/// The query of [`dm_history`], without its seq window and order. Each
+/// part has a `{window}` (or `{window_a}` over `addressed`), where `page`
+/// puts the seq bounds. A DM to oneself is both sent and received: it
+/// comes from the sent part only.
+pub(super) fn dm_history_sql(with_other: bool) -> String {
+    let columns = Event::COLUMNS;
+    let indexed_columns = addressed_columns();
+    match with_other {
+        true => format!(
+            "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
+                WHERE a.agent = ?1 AND a.role = 1 AND i.recipient = ?2 {{window_a}}
+             UNION ALL
+             SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
+                WHERE a.agent = ?1 AND a.role = 0 AND i.kind = 'direct_message'
+                  AND i.from_id = ?2 AND i.from_id <> ?1 {{window_a}}
+             UNION ALL
+             SELECT {columns} FROM events
+                WHERE seq > (SELECT indexed_upto FROM index_state) AND kind = 'direct_message'
+                  AND ((from_id = ?1 AND recipient = ?2) OR (from_id = ?2 AND recipient = ?1))
+                  {{window}}"
+        ),
+        false => format!(
+            "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
+                WHERE a.agent = ?1 AND a.role = 1 {{window_a}}
+             UNION ALL
+             SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
+                WHERE a.agent = ?1 AND a.role = 0 AND i.kind = 'direct_message'
+                  AND i.from_id <> ?1 {{window_a}}
+             UNION ALL
+             SELECT {columns} FROM events
+                WHERE seq > (SELECT indexed_upto FROM index_state) AND kind = 'direct_message'
+                  AND (from_id = ?1 OR recipient = ?1) {{window}}"
+        ),
+    }
 }
 
 /// DMs and mentions addressed to `agent_id` after `after_seq`: the inbox.
@@ -267,26 +306,39 @@ pub fn inbox(
     after_seq: i64,
     limit: usize,
 ) -> Result<Vec<Arc<Event>>, StoreError> {
+    let columns = Event::COLUMNS;
+    let indexed_columns = addressed_columns();
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {} FROM events WHERE recipient = ?1 AND seq > ?2
-            AND kind IN ('direct_message', 'mention') ORDER BY seq LIMIT ?3 + 0",
-        Event::COLUMNS
+        "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
+            WHERE a.agent = ?1 AND a.role = 0 AND a.seq > ?2
+              AND i.kind IN ('direct_message', 'mention')
+         UNION ALL
+         SELECT {columns} FROM events
+            WHERE seq > max(?2, (SELECT indexed_upto FROM index_state)) AND recipient = ?1
+              AND kind IN ('direct_message', 'mention')
+         ORDER BY seq LIMIT ?3 + 0"
     ))?;
     collect(&mut statement, params![agent_id, after_seq, limit as i64])
 }
 
 /// The first `?5` events after `?3` and before `?4`.
-fn newer_page_sql(base: &str) -> String {
-    format!("{base} AND seq > ?3 AND seq < ?4 ORDER BY seq ASC LIMIT ?5 + 0")
+pub(super) fn newer_page_sql(base: &str) -> String {
+    let base = base
+        .replace("{window}", "AND seq > ?3 AND seq < ?4")
+        .replace("{window_a}", "AND a.seq > ?3 AND a.seq < ?4");
+    format!("{base} ORDER BY seq ASC LIMIT ?5 + 0")
 }
 
 /// The last `?5` events before `?4`, newest first.
-fn older_page_sql(base: &str) -> String {
-    format!("{base} AND seq < ?4 ORDER BY seq DESC LIMIT ?5 + 0")
+pub(super) fn older_page_sql(base: &str) -> String {
+    let base = base
+        .replace("{window}", "AND seq < ?4")
+        .replace("{window_a}", "AND a.seq < ?4");
+    format!("{base} ORDER BY seq DESC LIMIT ?5 + 0")
 }
 
-/// Runs `base` (which binds ?1 and ?2) with a seq window and returns the
-/// page oldest first.
+/// Runs `base` (which binds ?1 and ?2 and has a `{window}` in each of its
+/// parts, where the seq bounds go) and returns the page oldest first.
 fn page(
     connection: &Connection,
     base: &str,

@@ -4,6 +4,7 @@
 //! groups; reads run on a small pool of read-only connections off that
 //! thread, so a slow history query never delays a commit.
 
+pub mod addressed;
 pub mod agents;
 mod checkpointer;
 pub mod event;
@@ -107,7 +108,9 @@ impl Store {
                 Ok(reader)
             })
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let (writer, writer_thread) = Writer::start(connection, checkpoints);
+        let (writer, writer_thread) = Writer::start(connection, checkpoints, |connection| {
+            addressed::maintain(connection, addressed::BATCH)
+        });
         Ok(Opened {
             store: Store {
                 writer,

@@ -150,6 +150,34 @@ pub fn migrations() -> Migrations<'static> {
               AND status IN ('pending', 'assigned', 'accepted', 'in_progress');
         "#,
         ),
+        // Which events concern which agent (role 0: addressed to it; role 1:
+        // a DM it sent), kept in batches by store::addressed instead of two
+        // partial indexes on `events` that every DM updated at scattered
+        // places. Events after `indexed_upto` are found by scanning the
+        // short tail of `events` instead.
+        M::up(
+            r#"
+        CREATE TABLE addressed (
+            agent   TEXT NOT NULL,
+            role    INTEGER NOT NULL,
+            seq     INTEGER NOT NULL,
+            PRIMARY KEY (agent, role, seq)
+        ) STRICT, WITHOUT ROWID;
+        CREATE TABLE index_state (
+            id            INTEGER PRIMARY KEY CHECK (id = 0),
+            indexed_upto  INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO addressed (agent, role, seq)
+            SELECT recipient, 0, seq FROM events WHERE recipient IS NOT NULL
+            UNION ALL
+            SELECT from_id, 1, seq FROM events WHERE kind = 'direct_message'
+            ORDER BY 1, 2, 3;
+        INSERT INTO index_state (id, indexed_upto)
+            VALUES (0, (SELECT coalesce(max(seq), 0) FROM events));
+        DROP INDEX events_by_recipient;
+        DROP INDEX events_dm_by_sender;
+        "#,
+        ),
     ])
 }
 

@@ -18,6 +18,9 @@ use super::StoreError;
 
 /// Jobs per transaction at most; bounds the latency one commit adds.
 const MAX_BATCH: usize = 2048;
+
+/// See [`Writer::start`].
+pub type BeforeCommit = fn(&Connection) -> Result<(), StoreError>;
 /// Jobs waiting for the writer before senders wait too (backpressure).
 const QUEUE_DEPTH: usize = 16 * 1024;
 
@@ -47,9 +50,13 @@ impl Writer {
     /// handle is dropped.
     /// `checkpoints` is a second connection to the same database, for the
     /// checkpointer thread the writer starts and stops with itself.
+    /// `before_commit` runs in every batch's transaction after its jobs
+    /// (upkeep that is cheaper per batch than per job); an error from it is
+    /// logged and leaves the batch alone.
     pub fn start(
         connection: Connection,
         checkpoints: Connection,
+        before_commit: BeforeCommit,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
@@ -60,7 +67,7 @@ impl Writer {
                     .name("sqlite-checkpoint".into())
                     .spawn(move || super::checkpointer::run(checkpoints, stopped))
                     .expect("spawning the checkpointer thread");
-                run(connection, receiver);
+                run(connection, receiver, before_commit);
                 // Last commit done: one final checkpoint, then the writer
                 // thread (which the hub joins on shutdown) ends.
                 drop(stop);
@@ -228,7 +235,11 @@ fn run_in_savepoint<T>(
     }
 }
 
-fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>) {
+fn run(
+    mut connection: Connection,
+    mut receiver: mpsc::Receiver<Command>,
+    before_commit: BeforeCommit,
+) {
     let mut stopping = false;
     while !stopping {
         let Some(first) = receiver.blocking_recv() else {
@@ -277,6 +288,12 @@ fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>) {
             completions.push(job(Some(&mut transaction)));
             lost = transaction.is_autocommit();
         }
+        if !lost {
+            if let Err(error) = before_commit(&transaction) {
+                tracing::warn!(%error, "upkeep before the commit failed");
+            }
+            lost = transaction.is_autocommit();
+        }
         let committed = if lost {
             tracing::error!("SQLite rolled the batch back; nothing in it was written");
             false
@@ -317,6 +334,7 @@ mod tests {
         let (writer, thread) = Writer::start(
             Connection::open(&path).unwrap(),
             Connection::open(&path).unwrap(),
+            |_| Ok(()),
         );
         // Hold the writer inside a first batch (and make sure it is there)
         // so that the next two jobs queue up and are taken together.
