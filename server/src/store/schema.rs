@@ -195,4 +195,49 @@ mod tests {
     fn migrations_are_valid() {
         super::migrations().validate().unwrap();
     }
+
+    /// A database from before `addressed` gets every existing event's
+    /// entries, and then reads the same.
+    #[test]
+    fn upgrading_indexes_the_events_already_stored() {
+        let mut connection = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_version(&mut connection, 4).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO events (id, kind, from_id, from_name, group_id, recipient, content, created_at) VALUES
+                   ('1', 'direct_message', 'a', 'A', NULL, 'b', 'hi', 't'),
+                   ('2', 'message', 'a', 'A', 'g', NULL, 'all', 't'),
+                   ('3', 'mention', 'a', 'A', 'g', 'c', 'all', 't'),
+                   ('4', 'direct_message', 'b', 'B', NULL, 'b', 'self', 't');",
+            )
+            .unwrap();
+        super::migrations().to_latest(&mut connection).unwrap();
+        let entries: Vec<(String, i64, i64)> = connection
+            .prepare("SELECT agent, role, seq FROM addressed ORDER BY agent, role, seq")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let expected = [
+            ("a", 1, 1),
+            ("b", 0, 1),
+            ("b", 0, 4),
+            ("b", 1, 4),
+            ("c", 0, 3),
+        ];
+        let expected: Vec<(String, i64, i64)> = expected
+            .iter()
+            .map(|(agent, role, seq)| (agent.to_string(), *role, *seq))
+            .collect();
+        assert_eq!(entries, expected);
+        let upto: i64 = connection
+            .query_row("SELECT indexed_upto FROM index_state", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(upto, 4);
+        let history =
+            crate::store::messages::dm_history(&connection, "b", None, None, None, 10).unwrap();
+        let seqs: Vec<i64> = history.iter().map(|event| event.seq).collect();
+        assert_eq!(seqs, [1, 4]);
+    }
 }
