@@ -109,12 +109,18 @@ pub fn backlog(
     after_seq: i64,
     limit: usize,
 ) -> Result<Vec<Arc<Event>>, StoreError> {
+    let mut statement = connection.prepare_cached(&backlog_sql())?;
+    collect(&mut statement, params![agent_id, after_seq, limit as i64])
+}
+
+/// The query of [`backlog`]: addressed events, indexed ones through
+/// `addressed` and then the tail not indexed yet (see store::addressed),
+/// and group messages.
+pub(super) fn backlog_sql() -> String {
     let columns = Event::COLUMNS;
     let indexed_columns = addressed_columns();
     let group_columns = prefixed_columns("e");
-    // Addressed events: indexed ones through `addressed`, then the tail
-    // not indexed yet (see store::addressed).
-    let mut statement = connection.prepare_cached(&format!(
+    format!(
         "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
             WHERE a.agent = ?1 AND a.role = 0 AND a.seq > ?2
          UNION ALL
@@ -126,8 +132,7 @@ pub fn backlog(
                          AND e.seq > max(?2, m.joined_seq)
             WHERE m.agent_id = ?1
          ORDER BY seq LIMIT ?3 + 0"
-    ))?;
-    collect(&mut statement, params![agent_id, after_seq, limit as i64])
+    )
 }
 
 /// The columns of an event read through `addressed a JOIN events i`, with
@@ -306,9 +311,15 @@ pub fn inbox(
     after_seq: i64,
     limit: usize,
 ) -> Result<Vec<Arc<Event>>, StoreError> {
+    let mut statement = connection.prepare_cached(&inbox_sql())?;
+    collect(&mut statement, params![agent_id, after_seq, limit as i64])
+}
+
+/// The query of [`inbox`].
+pub(super) fn inbox_sql() -> String {
     let columns = Event::COLUMNS;
     let indexed_columns = addressed_columns();
-    let mut statement = connection.prepare_cached(&format!(
+    format!(
         "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
             WHERE a.agent = ?1 AND a.role = 0 AND a.seq > ?2
               AND i.kind IN ('direct_message', 'mention')
@@ -317,8 +328,7 @@ pub fn inbox(
             WHERE seq > max(?2, (SELECT indexed_upto FROM index_state)) AND recipient = ?1
               AND kind IN ('direct_message', 'mention')
          ORDER BY seq LIMIT ?3 + 0"
-    ))?;
-    collect(&mut statement, params![agent_id, after_seq, limit as i64])
+    )
 }
 
 /// The first `?5` events after `?3` and before `?4`.
