@@ -149,10 +149,7 @@ async fn offline_agent_gets_dms_mentions_and_group_messages_in_order_once() {
         .await;
     alice.expect_sent().await;
 
-    let mut bob = hub.connect(Some(&bob_token)).await;
-    bob.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
-        .await;
-    bob.expect("registered").await;
+    let mut bob = hub.legacy_again(&bob_token, "bob", "Bob").await;
     let offline = bob.expect("offline_messages").await;
     let messages = offline["messages"].as_array().unwrap();
     let summary: Vec<(String, String)> = messages
@@ -184,10 +181,7 @@ async fn offline_agent_gets_dms_mentions_and_group_messages_in_order_once() {
     bob.answer_checkpoint().await;
     // Reconnecting again delivers nothing twice.
     drop(bob);
-    let mut bob = hub.connect(Some(&bob_token)).await;
-    bob.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
-        .await;
-    bob.expect("registered").await;
+    let mut bob = hub.legacy_again(&bob_token, "bob", "Bob").await;
     bob.ping_pong().await;
 }
 
@@ -203,10 +197,7 @@ async fn a_checkpoint_answered_while_the_replacement_registers_still_counts() {
         .await;
     alice.expect_sent().await;
 
-    let mut old = hub.connect(Some(&bob_token)).await;
-    old.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
-        .await;
-    old.expect("registered").await;
+    let mut old = hub.legacy_again(&bob_token, "bob", "Bob").await;
     assert_eq!(
         old.expect("offline_messages").await["messages"][0]["content"],
         "once"
@@ -236,14 +227,8 @@ async fn second_register_replaces_the_first_connection_cleanly() {
     let hub = TestHub::start().await;
     let mut alice = hub.legacy("alice", "Alice").await;
     let token = hub.agent_token("bob").await;
-    let mut old = hub.connect(Some(&token)).await;
-    old.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
-        .await;
-    old.expect("registered").await;
-    let mut new = hub.connect(Some(&token)).await;
-    new.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
-        .await;
-    new.expect("registered").await;
+    let mut old = hub.legacy_again(&token, "bob", "Bob").await;
+    let mut new = hub.legacy_again(&token, "bob", "Bob").await;
     let close = old.expect_close().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 4000);
 
@@ -344,10 +329,7 @@ async fn task_for_an_offline_agent_arrives_on_reconnect() {
         )
         .await;
     assert_eq!(status, 201);
-    let mut bob = hub.connect(Some(&token)).await;
-    bob.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
-        .await;
-    bob.expect("registered").await;
+    let mut bob = hub.legacy_again(&token, "bob", "Bob").await;
     let offline = bob.expect("offline_messages").await;
     assert_eq!(offline["messages"][0]["type"], "task_assigned");
     assert_eq!(offline["messages"][0]["task"]["id"], task["id"]);
@@ -385,10 +367,7 @@ async fn frames_a_legacy_client_never_read_are_sent_again_after_it_reconnects() 
         alice.expect_sent().await;
     }
     drop(bob);
-    let mut bob = hub.connect(Some(&token)).await;
-    bob.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
-        .await;
-    bob.expect("registered").await;
+    let mut bob = hub.legacy_again(&token, "bob", "Bob").await;
     let mut contents = Vec::new();
     while contents.len() < 20 {
         let offline = bob.expect("offline_messages").await;
@@ -418,10 +397,7 @@ async fn offline_batches_stay_under_the_original_clients_frame_limit() {
     for _ in 0..400 {
         alice.expect("sent").await;
     }
-    let mut bob = hub.connect(Some(&token)).await;
-    bob.send(json!({"type": "register", "agent": {"id": "bob", "name": "Bob"}}))
-        .await;
-    bob.expect("registered").await;
+    let mut bob = hub.legacy_again(&token, "bob", "Bob").await;
     let mut received = 0;
     while received < 400 {
         let message =

@@ -215,6 +215,18 @@ impl TestHub {
         client
     }
 
+    /// A legacy client connecting again with `token` as agent `id`,
+    /// registered; `registered` is consumed, the backlog is not.
+    pub async fn legacy_again(&self, token: &str, id: &str, name: &str) -> Client {
+        let mut client = self.connect(Some(token)).await;
+        client.token = Some(token.to_owned());
+        client
+            .send(json!({"type": "register", "agent": {"id": id, "name": name}}))
+            .await;
+        client.expect("registered").await;
+        client
+    }
+
     /// A v2 client with these capabilities, registered, its backlog read.
     pub async fn worker(&self, id: &str, capabilities: &[&str]) -> Client {
         let token = self.agent_token(id).await;
