@@ -88,6 +88,13 @@ struct Departure {
     cursor: i64,
 }
 
+/// Closes a connection that a newer one of the same agent replaces.
+fn close_replaced(session: &Session) {
+    session
+        .outbox
+        .close(CLOSE_REPLACED, "replaced by a newer connection");
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -277,8 +284,7 @@ impl Hub {
         let Some(live) = lock(&self.shared.sessions).get(agent_id).cloned() else {
             return;
         };
-        live.outbox
-            .close(CLOSE_REPLACED, "replaced by a newer connection");
+        close_replaced(&live);
         let _ = tokio::time::timeout(RETIRE_WAIT, live.outbox.reading_done.cancelled()).await;
     }
 
@@ -290,9 +296,7 @@ impl Hub {
         let previous =
             lock(&self.shared.sessions).insert(session.agent_id.clone(), Arc::clone(&session));
         if let Some(previous) = &previous {
-            previous
-                .outbox
-                .close(CLOSE_REPLACED, "replaced by a newer connection");
+            close_replaced(previous);
         }
         let departed = lock(&self.shared.departures).remove(&session.agent_id);
         self.presence_changed(&session.agent_id);
@@ -577,7 +581,6 @@ fn summarize(agent: &AgentRecord, online: bool, now: &str) -> AgentSummary {
 #[cfg(test)]
 mod tests {
     use std::future::Future;
-    use std::sync::mpsc as std_mpsc;
     use std::task::Poll;
 
     use super::outbox::Outbox;
@@ -617,24 +620,7 @@ mod tests {
         let old = lock(&hub.shared.sessions).get("bob").cloned().unwrap();
 
         // Hold the writer, so that detach cannot save the cursor yet.
-        let (release, held) = std_mpsc::channel::<()>();
-        let (entered, inside) = std_mpsc::channel::<()>();
-        let holding = tokio::spawn({
-            let hub = hub.clone();
-            async move {
-                hub.store()
-                    .writer
-                    .write(move |_| {
-                        entered.send(()).unwrap();
-                        held.recv().unwrap();
-                        Ok(())
-                    })
-                    .await
-            }
-        });
-        tokio::task::spawn_blocking(move || inside.recv().unwrap())
-            .await
-            .unwrap();
+        let (release, held) = hub.store().writer.hold().await;
         // Polled once, detach leaves the live map and then waits for the
         // writer.
         let mut detaching = Box::pin(hub.detach(&old));
@@ -644,7 +630,7 @@ mod tests {
 
         assert_eq!(hub.attach(session(2, 0)), 5);
         release.send(()).unwrap();
-        holding.await.unwrap().unwrap();
+        held.await.unwrap();
         detaching.await;
     }
 }

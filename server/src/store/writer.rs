@@ -18,11 +18,11 @@ use super::StoreError;
 
 /// Jobs per transaction at most; bounds the latency one commit adds.
 const MAX_BATCH: usize = 2048;
+/// Jobs waiting for the writer before senders wait too (backpressure).
+const QUEUE_DEPTH: usize = 16 * 1024;
 
 /// See [`Writer::start`].
 pub type BeforeCommit = fn(&Connection) -> Result<(), StoreError>;
-/// Jobs waiting for the writer before senders wait too (backpressure).
-const QUEUE_DEPTH: usize = 16 * 1024;
 
 /// Finishes a job once its batch has ended: answers a reply-first caller
 /// at once, and returns the work to run after every such caller in the
@@ -318,8 +318,39 @@ fn run(
 }
 
 #[cfg(test)]
+impl Writer {
+    /// Occupies the writer thread with a job that waits for the returned
+    /// sender; returns once that job is running, with the job's result.
+    pub async fn hold(
+        &self,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        impl std::future::Future<Output = Result<(), StoreError>>,
+    ) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (entered, inside) = std::sync::mpsc::channel::<()>();
+        let done = self
+            .submit(
+                Guard::SingleStatement,
+                move |_| {
+                    entered.send(()).unwrap();
+                    held.recv().unwrap();
+                    Ok(())
+                },
+                |_| (),
+            )
+            .await
+            .unwrap();
+        tokio::task::spawn_blocking(move || inside.recv().unwrap())
+            .await
+            .unwrap();
+        (release, done)
+    }
+}
+
+#[cfg(test)]
 mod tests {
-    use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
@@ -336,25 +367,9 @@ mod tests {
             Connection::open(&path).unwrap(),
             |_| Ok(()),
         );
-        // Hold the writer inside a first batch (and make sure it is there)
-        // so that the next two jobs queue up and are taken together.
-        let (release, held) = std_mpsc::channel::<()>();
-        let (entered, inside) = std_mpsc::channel::<()>();
-        let first = writer
-            .submit(
-                Guard::SingleStatement,
-                move |_| {
-                    entered.send(()).unwrap();
-                    held.recv().unwrap();
-                    Ok(())
-                },
-                |_| (),
-            )
-            .await
-            .unwrap();
-        tokio::task::spawn_blocking(move || inside.recv().unwrap())
-            .await
-            .unwrap();
+        // Hold the writer inside a first batch so that the next two jobs
+        // queue up and are taken together.
+        let (release, first) = writer.hold().await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let log = |name: &'static str| {
             let order = Arc::clone(&order);
