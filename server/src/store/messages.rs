@@ -117,21 +117,39 @@ pub fn backlog(
 /// `addressed` and then the tail not indexed yet (see store::addressed),
 /// and group messages.
 pub(super) fn backlog_sql() -> String {
-    let columns = Event::COLUMNS;
-    let indexed_columns = addressed_columns();
+    let addressed = addressed_to_sql(None);
     let group_columns = prefixed_columns("e");
     format!(
-        "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
-            WHERE a.agent = ?1 AND a.role = 0 AND a.seq > ?2
-         UNION ALL
-         SELECT {columns} FROM events
-            WHERE seq > max(?2, (SELECT indexed_upto FROM index_state)) AND recipient = ?1
+        "{addressed}
          UNION ALL
          SELECT {group_columns} FROM memberships m
             JOIN events e ON e.group_id = m.group_id AND e.kind = 'message'
                          AND e.seq > max(?2, m.joined_seq)
             WHERE m.agent_id = ?1
          ORDER BY seq LIMIT ?3 + 0"
+    )
+}
+
+/// Events addressed to ?1 after ?2 (of `kinds` only, an SQL list, if
+/// given): the indexed ones through `addressed`, then the tail not indexed
+/// yet (see store::addressed).
+fn addressed_to_sql(kinds: Option<&str>) -> String {
+    let columns = Event::COLUMNS;
+    let indexed_columns = addressed_columns();
+    let (indexed_kinds, tail_kinds) = match kinds {
+        Some(kinds) => (
+            format!("AND i.kind IN {kinds}"),
+            format!("AND kind IN {kinds}"),
+        ),
+        None => (String::new(), String::new()),
+    };
+    format!(
+        "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
+            WHERE a.agent = ?1 AND a.role = 0 AND a.seq > ?2 {indexed_kinds}
+         UNION ALL
+         SELECT {columns} FROM events
+            WHERE seq > max(?2, (SELECT indexed_upto FROM index_state)) AND recipient = ?1
+              {tail_kinds}"
     )
 }
 
@@ -275,33 +293,27 @@ pub fn dm_history(
 pub(super) fn dm_history_sql(with_other: bool) -> String {
     let columns = Event::COLUMNS;
     let indexed_columns = addressed_columns();
-    match with_other {
-        true => format!(
-            "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
-                WHERE a.agent = ?1 AND a.role = 1 AND i.recipient = ?2 {{window_a}}
-             UNION ALL
-             SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
-                WHERE a.agent = ?1 AND a.role = 0 AND i.kind = 'direct_message'
-                  AND i.from_id = ?2 AND i.from_id <> ?1 {{window_a}}
-             UNION ALL
-             SELECT {columns} FROM events
-                WHERE seq > (SELECT indexed_upto FROM index_state) AND kind = 'direct_message'
-                  AND ((from_id = ?1 AND recipient = ?2) OR (from_id = ?2 AND recipient = ?1))
-                  {{window}}"
-        ),
-        false => format!(
-            "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
-                WHERE a.agent = ?1 AND a.role = 1 {{window_a}}
-             UNION ALL
-             SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
-                WHERE a.agent = ?1 AND a.role = 0 AND i.kind = 'direct_message'
-                  AND i.from_id <> ?1 {{window_a}}
-             UNION ALL
-             SELECT {columns} FROM events
-                WHERE seq > (SELECT indexed_upto FROM index_state) AND kind = 'direct_message'
-                  AND (from_id = ?1 OR recipient = ?1) {{window}}"
-        ),
-    }
+    let (sent_to, received_from, tail) = if with_other {
+        (
+            "AND i.recipient = ?2",
+            "AND i.from_id = ?2",
+            "((from_id = ?1 AND recipient = ?2) OR (from_id = ?2 AND recipient = ?1))",
+        )
+    } else {
+        ("", "", "(from_id = ?1 OR recipient = ?1)")
+    };
+    format!(
+        "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
+            WHERE a.agent = ?1 AND a.role = 1 {sent_to} {{window_a}}
+         UNION ALL
+         SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
+            WHERE a.agent = ?1 AND a.role = 0 AND i.kind = 'direct_message'
+              {received_from} AND i.from_id <> ?1 {{window_a}}
+         UNION ALL
+         SELECT {columns} FROM events
+            WHERE seq > (SELECT indexed_upto FROM index_state) AND kind = 'direct_message'
+              AND {tail} {{window}}"
+    )
 }
 
 /// DMs and mentions addressed to `agent_id` after `after_seq`: the inbox.
@@ -317,18 +329,8 @@ pub fn inbox(
 
 /// The query of [`inbox`].
 pub(super) fn inbox_sql() -> String {
-    let columns = Event::COLUMNS;
-    let indexed_columns = addressed_columns();
-    format!(
-        "SELECT {indexed_columns} FROM addressed a JOIN events i ON i.seq = a.seq
-            WHERE a.agent = ?1 AND a.role = 0 AND a.seq > ?2
-              AND i.kind IN ('direct_message', 'mention')
-         UNION ALL
-         SELECT {columns} FROM events
-            WHERE seq > max(?2, (SELECT indexed_upto FROM index_state)) AND recipient = ?1
-              AND kind IN ('direct_message', 'mention')
-         ORDER BY seq LIMIT ?3 + 0"
-    )
+    let addressed = addressed_to_sql(Some("('direct_message', 'mention')"));
+    format!("{addressed} ORDER BY seq LIMIT ?3 + 0")
 }
 
 /// The first `?5` events after `?3` and before `?4`.
