@@ -130,6 +130,10 @@ pub(super) fn backlog_sql() -> String {
     )
 }
 
+/// Where the indexed part of agent ?1's entries ends (see store::addressed).
+const INDEXED_UPTO: &str =
+    "(SELECT indexed_upto FROM addressed_state WHERE bucket = addressed_bucket(?1))";
+
 /// Events addressed to ?1 after ?2 (of `kinds` only, an SQL list, if
 /// given): the indexed ones through `addressed`, then the tail not indexed
 /// yet (see store::addressed).
@@ -148,7 +152,7 @@ fn addressed_to_sql(kinds: Option<&str>) -> String {
             WHERE a.agent = ?1 AND a.role = 0 AND a.seq > ?2 {indexed_kinds}
          UNION ALL
          SELECT {columns} FROM events
-            WHERE seq > max(?2, (SELECT indexed_upto FROM index_state)) AND recipient = ?1
+            WHERE seq > max(?2, {INDEXED_UPTO}) AND recipient = ?1
               {tail_kinds}"
     )
 }
@@ -311,7 +315,7 @@ pub(super) fn dm_history_sql(with_other: bool) -> String {
               {received_from} AND i.from_id <> ?1 {{window_a}}
          UNION ALL
          SELECT {columns} FROM events
-            WHERE seq > (SELECT indexed_upto FROM index_state) AND kind = 'direct_message'
+            WHERE seq > {INDEXED_UPTO} AND kind = 'direct_message'
               AND {tail} {{window}}"
     )
 }

@@ -92,6 +92,8 @@ impl Store {
         // The checkpointer thread checkpoints instead of the commit path.
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         schema::migrations().to_latest(&mut connection)?;
+        addressed::register_bucket_function(&connection)?;
+        let indexer = addressed::Indexer::load(&connection, addressed::BATCH)?;
         let checkpoints = Connection::open(&path)?;
         checkpoints.pragma_update(None, "synchronous", sync)?;
         checkpoints.pragma_update(None, "busy_timeout", 5000)?;
@@ -105,12 +107,11 @@ impl Store {
                 // Read pages straight from the page cache of the kernel
                 // instead of copying each into SQLite's own cache.
                 reader.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
+                addressed::register_bucket_function(&reader)?;
                 Ok(reader)
             })
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let (writer, writer_thread) = Writer::start(connection, checkpoints, |connection| {
-            addressed::maintain(connection, addressed::BATCH)
-        });
+        let (writer, writer_thread) = Writer::start(connection, checkpoints, indexer);
         Ok(Opened {
             store: Store {
                 writer,

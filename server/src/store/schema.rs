@@ -178,6 +178,22 @@ pub fn migrations() -> Migrations<'static> {
         DROP INDEX events_dm_by_sender;
         "#,
         ),
+        // Each of the 16 buckets of agents (store::addressed::bucket_of) is
+        // indexed up to its own mark; all start where the one mark was.
+        M::up(
+            r#"
+        CREATE TABLE addressed_state (
+            bucket        INTEGER PRIMARY KEY,
+            indexed_upto  INTEGER NOT NULL
+        ) STRICT;
+        WITH RECURSIVE buckets(bucket) AS (
+            SELECT 0 UNION ALL SELECT bucket + 1 FROM buckets WHERE bucket < 15
+        )
+        INSERT INTO addressed_state (bucket, indexed_upto)
+            SELECT bucket, (SELECT indexed_upto FROM index_state) FROM buckets;
+        DROP TABLE index_state;
+        "#,
+        ),
     ])
 }
 
@@ -186,6 +202,7 @@ pub fn migrations() -> Migrations<'static> {
 pub fn migrated_in_memory() -> rusqlite::Connection {
     let mut connection = rusqlite::Connection::open_in_memory().unwrap();
     migrations().to_latest(&mut connection).unwrap();
+    super::addressed::register_bucket_function(&connection).unwrap();
     connection
 }
 
@@ -231,10 +248,15 @@ mod tests {
             .map(|(agent, role, seq)| (agent.to_string(), *role, *seq))
             .collect();
         assert_eq!(entries, expected);
-        let upto: i64 = connection
-            .query_row("SELECT indexed_upto FROM index_state", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(upto, 4);
+        let marks: Vec<i64> = connection
+            .prepare("SELECT indexed_upto FROM addressed_state ORDER BY bucket")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(marks, [4; 16]);
+        crate::store::addressed::register_bucket_function(&connection).unwrap();
         let history =
             crate::store::messages::dm_history(&connection, "b", None, None, None, 10).unwrap();
         let seqs: Vec<i64> = history.iter().map(|event| event.seq).collect();

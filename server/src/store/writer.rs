@@ -21,8 +21,26 @@ const MAX_BATCH: usize = 2048;
 /// Jobs waiting for the writer before senders wait too (backpressure).
 const QUEUE_DEPTH: usize = 16 * 1024;
 
-/// See [`Writer::start`].
-pub type BeforeCommit = fn(&Connection) -> Result<(), StoreError>;
+/// Upkeep the writer does around every batch's commit: work that is
+/// cheaper once per batch than once per job.
+pub trait Upkeep: Send + 'static {
+    /// Runs in the batch's transaction after its jobs. On an error it must
+    /// have undone what it wrote; the error is logged and the batch
+    /// commits without it.
+    fn before_commit(&mut self, connection: &Connection) -> Result<(), StoreError>;
+    /// Whether the batch committed (false too when it was lost before
+    /// `before_commit` could run).
+    fn after_commit(&mut self, committed: bool);
+}
+
+/// No upkeep.
+impl Upkeep for () {
+    fn before_commit(&mut self, _: &Connection) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn after_commit(&mut self, _: bool) {}
+}
 
 /// Finishes a job once its batch has ended: answers a reply-first caller
 /// at once, and returns the work to run after every such caller in the
@@ -50,13 +68,11 @@ impl Writer {
     /// handle is dropped.
     /// `checkpoints` is a second connection to the same database, for the
     /// checkpointer thread the writer starts and stops with itself.
-    /// `before_commit` runs in every batch's transaction after its jobs
-    /// (upkeep that is cheaper per batch than per job); an error from it is
-    /// logged and leaves the batch alone.
+    /// `upkeep` runs around every batch's commit.
     pub fn start(
         connection: Connection,
         checkpoints: Connection,
-        before_commit: BeforeCommit,
+        upkeep: impl Upkeep,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
@@ -67,7 +83,7 @@ impl Writer {
                     .name("sqlite-checkpoint".into())
                     .spawn(move || super::checkpointer::run(checkpoints, stopped))
                     .expect("spawning the checkpointer thread");
-                run(connection, receiver, before_commit);
+                run(connection, receiver, upkeep);
                 // Last commit done: one final checkpoint, then the writer
                 // thread (which the hub joins on shutdown) ends.
                 drop(stop);
@@ -235,11 +251,7 @@ fn run_in_savepoint<T>(
     }
 }
 
-fn run(
-    mut connection: Connection,
-    mut receiver: mpsc::Receiver<Command>,
-    before_commit: BeforeCommit,
-) {
+fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, mut upkeep: impl Upkeep) {
     let mut stopping = false;
     while !stopping {
         let Some(first) = receiver.blocking_recv() else {
@@ -289,7 +301,7 @@ fn run(
             lost = transaction.is_autocommit();
         }
         if !lost {
-            if let Err(error) = before_commit(&transaction) {
+            if let Err(error) = upkeep.before_commit(&transaction) {
                 tracing::warn!(%error, "upkeep before the commit failed");
             }
             lost = transaction.is_autocommit();
@@ -306,6 +318,7 @@ fn run(
                 }
             }
         };
+        upkeep.after_commit(committed);
         let deferred: Vec<Deferred> = completions
             .into_iter()
             .filter_map(|completion| completion(committed))
@@ -365,7 +378,7 @@ mod tests {
         let (writer, thread) = Writer::start(
             Connection::open(&path).unwrap(),
             Connection::open(&path).unwrap(),
-            |_| Ok(()),
+            (),
         );
         // Hold the writer inside a first batch so that the next two jobs
         // queue up and are taken together.
