@@ -8,6 +8,13 @@ use clawbot_hub::config::Cli;
 use clawbot_hub::{run, Listeners};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: the hub allocates and frees many
+/// small buffers per message on every thread, and glibc's arena upkeep
+/// (`malloc_consolidate`, `unlink_chunk`) was 7% of the hub's CPU under a
+/// DM load (references/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
