@@ -11,6 +11,9 @@
 //! caller chooses); the hub uses it to hand committed events to live
 //! sessions, which is what keeps live delivery in sequence order.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
@@ -79,11 +82,13 @@ impl Writer {
             .name("sqlite-writer".into())
             .spawn(move || {
                 let (stop, stopped) = std::sync::mpsc::channel();
+                let restart_wanted = Arc::new(AtomicBool::new(false));
+                let asks = Arc::clone(&restart_wanted);
                 let checkpointer = std::thread::Builder::new()
                     .name("sqlite-checkpoint".into())
-                    .spawn(move || super::checkpointer::run(checkpoints, stopped))
+                    .spawn(move || super::checkpointer::run(checkpoints, stopped, asks))
                     .expect("spawning the checkpointer thread");
-                run(connection, receiver, upkeep);
+                run(connection, receiver, upkeep, &restart_wanted);
                 // Last commit done: one final checkpoint, then the writer
                 // thread (which the hub joins on shutdown) ends.
                 drop(stop);
@@ -251,9 +256,20 @@ fn run_in_savepoint<T>(
     }
 }
 
-fn run(mut connection: Connection, mut receiver: mpsc::Receiver<Command>, mut upkeep: impl Upkeep) {
+fn run(
+    mut connection: Connection,
+    mut receiver: mpsc::Receiver<Command>,
+    mut upkeep: impl Upkeep,
+    restart_wanted: &AtomicBool,
+) {
     let mut stopping = false;
     while !stopping {
+        // Between two batches, after the last one's callers have heard.
+        if restart_wanted.swap(false, Ordering::Relaxed) {
+            if let Err(error) = super::checkpointer::copy_the_rest(&connection) {
+                tracing::warn!(%error, "WAL checkpoint before a restart failed");
+            }
+        }
         let Some(first) = receiver.blocking_recv() else {
             break;
         };
