@@ -30,7 +30,11 @@ use super::writer::Upkeep;
 use super::StoreError;
 
 /// Events a bucket may lag behind the newest before the writer indexes it.
-pub const BATCH: i64 = 1024;
+/// With 200 agents at 25,000 DMs/s, 1,024 gave each agent about 4 entries
+/// per page written, and `addressed` was half of the WAL's pages; 4,096
+/// cut the WAL pages per commit by a third. The price is the tail: a
+/// query scans up to about 8,192 events by seq (0.4 ms from the cache).
+pub const BATCH: i64 = 4096;
 
 /// Buckets of agents, each indexed up to its own mark. Fixed: which bucket
 /// an agent is in is part of what is stored (migration 6 made 16 rows),
