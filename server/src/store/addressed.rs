@@ -11,8 +11,8 @@
 //! Agents are split into [`BUCKETS`] by a hash of their id, and each
 //! bucket is indexed up to its own mark (`addressed_state.indexed_upto`):
 //! queries read an agent's entries up to its bucket's mark and scan
-//! `events` after it, a tail of about [`BATCH`] to 2 × [`BATCH`] rows found
-//! by seq. A commit indexes one bucket (more only when they fall far
+//! `events` after it, a tail of up to about 2 × [`BATCH`] rows plus one
+//! commit's, found by seq. A commit indexes one bucket (more only when they fall far
 //! behind), so the work is spread over the commits: indexing every agent at
 //! once made the one commit that did it several milliseconds longer, and
 //! every message in it and queued behind it waited.
@@ -169,8 +169,13 @@ impl Indexer {
     fn index(&self, connection: &Connection, bucket: usize) -> Result<(), StoreError> {
         let mut entries: Vec<&Entry> = self.waiting[bucket].iter().collect();
         entries.sort_unstable_by(|a, b| (&a.agent, a.role, a.seq).cmp(&(&b.agent, b.role, b.seq)));
-        let mut insert = connection
-            .prepare_cached("INSERT INTO addressed (agent, role, seq) VALUES (?1, ?2, ?3)")?;
+        let mut insert = connection.prepare_cached(
+            // OR IGNORE: should memory and the database ever disagree
+            // (a savepoint statement failing after the rows were
+            // written), writing an entry twice must not fail the
+            // bucket at every commit from then on.
+            "INSERT OR IGNORE INTO addressed (agent, role, seq) VALUES (?1, ?2, ?3)",
+        )?;
         for entry in entries {
             insert.execute(params![entry.agent, entry.role, entry.seq])?;
         }

@@ -33,6 +33,10 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// Past this many pages in the WAL (16 MiB at the default page size) the
 /// writer is asked to let the log start afresh.
 const RESTART_AFTER_PAGES: i64 = 4096;
+/// ...but only when this thread's pass left at most this many pages to
+/// copy (a reader holding an old snapshot, or a disk slower than the
+/// writes, can leave more): the writer's copy must stay short.
+const LEFT_FOR_THE_WRITER: i64 = 512;
 
 /// Checkpoints until `stop` is dropped or signalled, then once more in full
 /// so a clean shutdown leaves an empty WAL. Sets `restart_wanted` when the
@@ -55,7 +59,8 @@ fn pass(
     restart_after: i64,
     restart_wanted: &AtomicBool,
 ) -> rusqlite::Result<()> {
-    if checkpoint(connection, "PASSIVE")? > restart_after {
+    let (pages, copied) = checkpoint(connection, "PASSIVE")?;
+    if pages > restart_after && pages - copied <= LEFT_FOR_THE_WRITER {
         restart_wanted.store(true, Ordering::Relaxed);
     }
     Ok(())
@@ -70,10 +75,11 @@ pub fn copy_the_rest(connection: &Connection) -> rusqlite::Result<()> {
     checkpoint(connection, "PASSIVE").map(|_| ())
 }
 
-/// Runs one checkpoint; returns the pages in the WAL when it started.
-fn checkpoint(connection: &Connection, mode: &str) -> rusqlite::Result<i64> {
+/// Runs one checkpoint; returns the pages in the WAL and how many of them
+/// are now copied into the database.
+fn checkpoint(connection: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
     connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
-        row.get(1)
+        Ok((row.get(1)?, row.get(2)?))
     })
 }
 

@@ -290,9 +290,11 @@ fn run(
         }
         // IMMEDIATE: take the write lock before reading anything. A
         // deferred transaction reads first and asks for the lock later,
-        // and if the checkpointer's occasional RESTART (which holds the
-        // lock while it waits for readers) is in between, each waits for
-        // the other until the busy timeout.
+        // and a RESTART or TRUNCATE checkpoint in between (another
+        // process's, such as an operator's `sqlite3`: this hub's own
+        // checkpointer no longer runs one while the writer works) holds
+        // the lock while it waits for readers, so each would wait for the
+        // other until the busy timeout.
         let mut transaction =
             match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
                 Ok(transaction) => transaction,
