@@ -26,7 +26,7 @@
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{params, Connection};
 
-use super::writer::Upkeep;
+use super::writer::{run_in_savepoint, Upkeep};
 use super::StoreError;
 
 /// Events a bucket may lag behind the newest before the writer indexes it.
@@ -230,20 +230,7 @@ impl Upkeep for Indexer {
             // Rows written before a failure must not stay for the commit:
             // the bucket's mark would not move, and the next attempt would
             // write them again.
-            connection.prepare_cached("SAVEPOINT upkeep")?.execute([])?;
-            match self.index_due(connection, &due) {
-                Ok(indexed) => {
-                    connection.prepare_cached("RELEASE upkeep")?.execute([])?;
-                    indexed
-                }
-                Err(error) => {
-                    connection
-                        .prepare_cached("ROLLBACK TO upkeep")?
-                        .execute([])?;
-                    connection.prepare_cached("RELEASE upkeep")?.execute([])?;
-                    return Err(error);
-                }
-            }
+            run_in_savepoint(connection, |connection| self.index_due(connection, &due))?
         };
         self.in_flight = Some(InFlight { indexed, head });
         Ok(())

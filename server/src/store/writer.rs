@@ -233,15 +233,15 @@ pub enum Guard {
     SingleStatement,
 }
 
-/// Runs one job in a savepoint of the batch's transaction. The savepoint
+/// Runs one job (or an [`Upkeep`] step) in a savepoint of the batch's
+/// transaction: if it fails, nothing it wrote stays. The savepoint
 /// statements are prepared once and reused: rusqlite's `Savepoint` formats
 /// and parses them afresh for every job, which at tens of thousands of jobs
 /// a second is a cost worth avoiding.
-fn run_in_savepoint<T>(
-    transaction: &mut Transaction<'_>,
+pub(super) fn run_in_savepoint<T>(
+    connection: &Connection,
     change: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let connection: &Connection = transaction;
     connection.prepare_cached("SAVEPOINT job")?.execute([])?;
     match change(connection) {
         Ok(value) => {
