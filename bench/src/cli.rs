@@ -145,6 +145,12 @@ pub struct DmArgs {
     /// Bytes of content per message.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Also write every measured delivery to this file, one line each in
+    /// the order they were due: `due_ms latency_ms`, due times counted from
+    /// the start of the measured part. `scripts/latency-timeline` reads it
+    /// to show when the slow ones happened.
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
     #[command(flatten)]
     pub timing: Timing,
 }

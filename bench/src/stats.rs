@@ -2,8 +2,11 @@
 //! and memory.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +14,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub struct Latency {
     histogram: Histogram<u64>,
+    /// Every value with the time its item was due (both in nanoseconds),
+    /// kept only when asked for (`--timeline`): percentiles say how bad the
+    /// tail is, the timeline says when it happens.
+    timeline: Option<Vec<(u64, u64)>>,
 }
 
 impl Latency {
@@ -18,7 +25,45 @@ impl Latency {
         Latency {
             histogram: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("static histogram bounds are valid"),
+            timeline: None,
         }
+    }
+
+    /// A histogram that also keeps each value with its due time.
+    pub fn with_timeline() -> Latency {
+        Latency {
+            timeline: Some(Vec::new()),
+            ..Latency::new()
+        }
+    }
+
+    /// Records the latency of an item that was due at `due_ns`.
+    pub fn record_due(&mut self, due_ns: u64, late_ns: u64) {
+        self.record_ns(late_ns);
+        if let Some(timeline) = &mut self.timeline {
+            timeline.push((due_ns, late_ns));
+        }
+    }
+
+    /// Writes the timeline (if one was kept) to `path`: a header, then one
+    /// line per item in due order, `due_ms latency_ms`, due times counted
+    /// from `since_ns` (the start of the measured part).
+    pub fn write_timeline(&self, path: &Path, since_ns: u64) -> anyhow::Result<()> {
+        let Some(timeline) = &self.timeline else {
+            return Ok(());
+        };
+        let mut sorted = timeline.clone();
+        sorted.sort_unstable();
+        let mut text = String::with_capacity(24 * (sorted.len() + 1));
+        text.push_str("# due_ms latency_ms\n");
+        for (due_ns, late_ns) in sorted {
+            let due_ms = due_ns.saturating_sub(since_ns) as f64 / 1e6;
+            let late_ms = late_ns as f64 / 1e6;
+            // Infallible: writing to a String.
+            let _ = writeln!(text, "{due_ms:.3} {late_ms:.3}");
+        }
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the timeline to {}", path.display()))
     }
 
     pub fn record_ns(&mut self, ns: u64) {
@@ -65,6 +110,16 @@ impl Default for Latency {
 pub struct SharedLatency(Arc<Mutex<Latency>>);
 
 impl SharedLatency {
+    /// A shared histogram that keeps a timeline when `timeline` is true.
+    pub fn new(timeline: bool) -> SharedLatency {
+        let latency = if timeline {
+            Latency::with_timeline()
+        } else {
+            Latency::new()
+        };
+        SharedLatency(Arc::new(Mutex::new(latency)))
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, Latency> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }

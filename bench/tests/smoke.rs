@@ -192,6 +192,49 @@ fn dm_v2_and_legacy() {
     }
 }
 
+/// `--timeline` writes one line per measured delivery, in due order,
+/// and its latencies are the ones the histogram summarised.
+#[test]
+fn dm_timeline_has_every_measured_delivery_in_due_order() {
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("timeline.txt");
+    let report = hub.smoke(&with_timing(&[
+        "dm",
+        "--pairs",
+        "2",
+        "--rate",
+        "200",
+        "--timeline",
+        path.to_str().unwrap(),
+    ]));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("# due_ms latency_ms"));
+    let rows: Vec<(f64, f64)> = lines
+        .map(|line| {
+            let (due, latency) = line.split_once(' ').unwrap();
+            (due.parse().unwrap(), latency.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        rows.len() as u64,
+        report["latency"]["count"].as_u64().unwrap(),
+        "{report}"
+    );
+    assert!(rows.windows(2).all(|pair| pair[0].0 <= pair[1].0));
+    // At 200 messages/s the measured part starts at 0 and steps by 5 ms.
+    assert_eq!(rows[0].0, 0.0);
+    assert_eq!(rows[1].0, 5.0);
+    let worst = rows.iter().map(|row| row.1).fold(0.0, f64::max);
+    let max_ms = report["latency"]["max_ms"].as_f64().unwrap();
+    // The histogram keeps 3 significant digits of microseconds.
+    assert!(
+        (worst - max_ms).abs() <= max_ms * 0.001 + 0.001,
+        "{worst} vs {max_ms}"
+    );
+}
+
 #[test]
 fn fanout() {
     let hub = Hub::start();

@@ -44,7 +44,7 @@ pub async fn run(ctx: &Ctx, args: &DmArgs) -> Result<Report> {
     let clock = ctx.clock;
     let deadline = clock.instant(schedule.measure_end_ns()) + timing.drain_timeout;
     let v2 = ctx.target.v2();
-    let delivery = SharedLatency::default();
+    let delivery = SharedLatency::new(args.timeline.is_some());
     let confirmation = SharedLatency::default();
     let lag = SharedLatency::default();
     let errors = SharedErrors::default();
@@ -213,6 +213,11 @@ pub async fn run(ctx: &Ctx, args: &DmArgs) -> Result<Report> {
         offered: Some(schedule.rate()),
         unit: "msg/s".to_owned(),
     });
+    if let Some(path) = &args.timeline {
+        delivery
+            .lock()
+            .write_timeline(path, schedule.measure_start_ns())?;
+    }
     report.latency("delivery", delivery.summary());
     report.other_latency("sent", confirmation.summary());
     report.other_latency("send lag", lag.summary());

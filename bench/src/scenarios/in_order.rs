@@ -42,7 +42,9 @@ impl InOrder {
         self.last = Some(i);
         self.got += 1;
         if schedule.is_measured(i) {
-            delivery.lock().record_ns(schedule.late_by(i, now_ns));
+            delivery
+                .lock()
+                .record_due(schedule.due_ns(i), schedule.late_by(i, now_ns));
             self.measured += 1;
             self.last_measured_ns = now_ns;
         }
