@@ -2,11 +2,9 @@
 //! and memory.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::path::Path;
+use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -29,10 +27,12 @@ impl Latency {
         }
     }
 
-    /// A histogram that also keeps each value with its due time.
-    pub fn with_timeline() -> Latency {
+    /// A histogram that also keeps each value with its due time, with room
+    /// for `capacity` of them: growing the list while measuring would pause
+    /// the generator (which stamps every arrival) for the copies.
+    pub fn with_timeline(capacity: usize) -> Latency {
         Latency {
-            timeline: Some(Vec::new()),
+            timeline: Some(Vec::with_capacity(capacity)),
             ..Latency::new()
         }
     }
@@ -45,25 +45,26 @@ impl Latency {
         }
     }
 
-    /// Writes the timeline (if one was kept) to `path`: a header, then one
+    /// Writes the timeline to `out` and empties it: a header, then one
     /// line per item in due order, `due_ms latency_ms`, due times counted
-    /// from `since_ns` (the start of the measured part).
-    pub fn write_timeline(&self, path: &Path, since_ns: u64) -> anyhow::Result<()> {
-        let Some(timeline) = &self.timeline else {
-            return Ok(());
-        };
-        let mut sorted = timeline.clone();
-        sorted.sort_unstable();
-        let mut text = String::with_capacity(24 * (sorted.len() + 1));
-        text.push_str("# due_ms latency_ms\n");
-        for (due_ns, late_ns) in sorted {
+    /// from `since_ns` (the start of the measured part). Without a
+    /// timeline (`Latency::new`) it writes only the header. `merge` does
+    /// not carry timelines over.
+    pub fn write_timeline(&mut self, out: &mut impl Write, since_ns: u64) -> std::io::Result<()> {
+        let mut timeline = self
+            .timeline
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        timeline.sort_unstable_by_key(|&(due_ns, _)| due_ns);
+        writeln!(out, "# due_ms latency_ms")?;
+        for (due_ns, late_ns) in timeline {
+            debug_assert!(due_ns >= since_ns, "only measured items are timed");
             let due_ms = due_ns.saturating_sub(since_ns) as f64 / 1e6;
             let late_ms = late_ns as f64 / 1e6;
-            // Infallible: writing to a String.
-            let _ = writeln!(text, "{due_ms:.3} {late_ms:.3}");
+            writeln!(out, "{due_ms:.3} {late_ms:.3}")?;
         }
-        std::fs::write(path, text)
-            .with_context(|| format!("writing the timeline to {}", path.display()))
+        out.flush()
     }
 
     pub fn record_ns(&mut self, ns: u64) {
@@ -110,12 +111,12 @@ impl Default for Latency {
 pub struct SharedLatency(Arc<Mutex<Latency>>);
 
 impl SharedLatency {
-    /// A shared histogram that keeps a timeline when `timeline` is true.
-    pub fn new(timeline: bool) -> SharedLatency {
-        let latency = if timeline {
-            Latency::with_timeline()
-        } else {
-            Latency::new()
+    /// A shared histogram that keeps a timeline of up to `timeline` items
+    /// (room reserved up front), or none.
+    pub fn new(timeline: Option<usize>) -> SharedLatency {
+        let latency = match timeline {
+            Some(capacity) => Latency::with_timeline(capacity),
+            None => Latency::new(),
         };
         SharedLatency(Arc::new(Mutex::new(latency)))
     }
@@ -329,6 +330,33 @@ impl CpuMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The timeline comes out in due order whatever order the items came
+    /// in, in milliseconds from the start of the measured part.
+    #[test]
+    fn timeline_is_written_in_due_order_in_milliseconds() {
+        let mut latency = Latency::with_timeline(4);
+        latency.record_due(3_000_000_000, 1_500_000);
+        latency.record_due(1_000_000_000, 250_000);
+        latency.record_due(2_000_500_000, 12_345_678);
+        let mut out = Vec::new();
+        latency.write_timeline(&mut out, 1_000_000_000).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "# due_ms latency_ms\n0.000 0.250\n1000.500 12.346\n2000.000 1.500\n"
+        );
+        assert_eq!(latency.count(), 3, "the histogram has them all too");
+    }
+
+    #[test]
+    fn a_plain_histogram_keeps_no_timeline() {
+        let mut latency = Latency::new();
+        latency.record_due(1_000, 2_000);
+        let mut out = Vec::new();
+        latency.write_timeline(&mut out, 0).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "# due_ms latency_ms\n");
+        assert_eq!(latency.count(), 1);
+    }
 
     #[test]
     fn percentiles_come_out_in_milliseconds() {

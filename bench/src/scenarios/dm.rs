@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context as _, Result};
 use futures_util::{SinkExt, StreamExt};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
@@ -31,6 +31,16 @@ use crate::ws::{self, content, direct_message_frame, marker, probe, Frame, Step}
 pub async fn run(ctx: &Ctx, args: &DmArgs) -> Result<Report> {
     ensure!(args.pairs > 0, "--pairs must be at least 1");
     ensure!(args.rate > 0.0, "--rate must be positive");
+    // Opened now: a path that cannot be written fails before the run, not
+    // after it.
+    let timeline_file = match &args.timeline {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path)
+                .with_context(|| format!("creating the timeline file {}", path.display()))?,
+        )),
+        None => None,
+    };
     let pairs = args.pairs as u64;
     let receiver_ids: Vec<String> = (0..pairs).map(|k| ctx.id(&format!("dm-r{k}"))).collect();
     let sender_ids: Vec<String> = (0..pairs).map(|k| ctx.id(&format!("dm-s{k}"))).collect();
@@ -44,7 +54,11 @@ pub async fn run(ctx: &Ctx, args: &DmArgs) -> Result<Report> {
     let clock = ctx.clock;
     let deadline = clock.instant(schedule.measure_end_ns()) + timing.drain_timeout;
     let v2 = ctx.target.v2();
-    let delivery = SharedLatency::new(args.timeline.is_some());
+    let delivery = SharedLatency::new(
+        args.timeline
+            .is_some()
+            .then(|| schedule.measured_items() as usize),
+    );
     let confirmation = SharedLatency::default();
     let lag = SharedLatency::default();
     let errors = SharedErrors::default();
@@ -213,10 +227,14 @@ pub async fn run(ctx: &Ctx, args: &DmArgs) -> Result<Report> {
         offered: Some(schedule.rate()),
         unit: "msg/s".to_owned(),
     });
-    if let Some(path) = &args.timeline {
+    if let Some((path, file)) = timeline_file {
         delivery
             .lock()
-            .write_timeline(path, schedule.measure_start_ns())?;
+            .write_timeline(
+                &mut std::io::BufWriter::new(file),
+                schedule.measure_start_ns(),
+            )
+            .with_context(|| format!("writing the timeline to {}", path.display()))?;
     }
     report.latency("delivery", delivery.summary());
     report.other_latency("sent", confirmation.summary());
