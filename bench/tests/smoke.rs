@@ -192,14 +192,10 @@ fn dm_v2_and_legacy() {
     }
 }
 
-/// `--timeline` writes one line per measured delivery, in due order,
-/// and its latencies are the ones the histogram summarised.
-#[test]
-fn dm_timeline_has_every_measured_delivery_in_due_order() {
-    let hub = Hub::start();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("timeline.txt");
-    let report = hub.smoke(&with_timing(&[
+/// A small DM run (2 pairs, 200 messages/s) that writes its timeline to
+/// `path`.
+fn dm_with_timeline(path: &std::path::Path) -> Vec<&str> {
+    with_timing(&[
         "dm",
         "--pairs",
         "2",
@@ -207,7 +203,17 @@ fn dm_timeline_has_every_measured_delivery_in_due_order() {
         "200",
         "--timeline",
         path.to_str().unwrap(),
-    ]));
+    ])
+}
+
+/// `--timeline` writes one line per measured delivery, in due order,
+/// and its latencies are the ones the histogram summarised.
+#[test]
+fn dm_timeline_has_every_measured_delivery_in_due_order() {
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("timeline.txt");
+    let report = hub.smoke(&dm_with_timeline(&path));
     let text = std::fs::read_to_string(&path).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("# due_ms latency_ms"));
@@ -243,15 +249,7 @@ fn dm_timeline_path_that_cannot_be_written_fails_first() {
     let hub = Hub::start();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("no-such-dir").join("timeline.txt");
-    let output = hub.bench(&with_timing(&[
-        "dm",
-        "--pairs",
-        "2",
-        "--rate",
-        "200",
-        "--timeline",
-        path.to_str().unwrap(),
-    ]));
+    let output = hub.bench(&dm_with_timeline(&path));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
