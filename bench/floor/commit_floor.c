@@ -79,6 +79,7 @@ int main(int argc, char **argv) {
     bytes_per_message = argc > 2 ? atol(argv[2]) : 200;
     seconds = argc > 3 ? atof(argv[3]) : 10;
     if (argc > 4) copy_interval_us = atol(argv[4]) * 1000;
+    double commit_gap = argc > 5 ? atof(argv[5]) / 1e6 : 0;
     char log_path[] = "/tmp/commit_floor_log.XXXXXX";
     char db_path[] = "/tmp/commit_floor_db.XXXXXX";
     int log_fd = mkstemp(log_path), db_fd = mkstemp(db_path);
@@ -103,13 +104,16 @@ int main(int argc, char **argv) {
     char *buffer = calloc(1, 64 << 20);
     double start = now(), end = start + seconds;
     long committed = 0; /* messages committed so far */
+    double last_commit = 0;
     while (now() < end) {
         double t = now();
+        if (t < last_commit + commit_gap) continue; /* paced: not yet */
         long arrived = (long)((t - start) * rate);
         long batch = arrived - committed;
         if (batch == 0) continue; /* nothing arrived yet: poll again */
         long bytes = batch * bytes_per_message;
         if (log_at + bytes > LOG_LAP) log_at = 0;
+        last_commit = t;
         if (pwrite(log_fd, buffer, bytes, log_at) != bytes) { perror("pwrite log"); return 1; }
         log_at += bytes;
         double before = now();

@@ -66,6 +66,12 @@ pub struct Cli {
     /// SQLite `synchronous` setting: full (default) or normal.
     #[arg(long, env = "CLAWBOT_SYNCHRONOUS")]
     pub synchronous: Option<Synchronous>,
+    /// While the hub stores messages faster than one commit at a time, the
+    /// least time between the starts of two commits, in microseconds: each
+    /// commit then carries more messages and the disk gets fewer syncs. A
+    /// lone sender never waits for it. 0 turns it off. Default 1000.
+    #[arg(long, env = "CLAWBOT_COMMIT_WINDOW_US")]
+    pub commit_window_us: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -74,6 +80,9 @@ pub enum Synchronous {
     Full,
     Normal,
 }
+
+/// The longest commit window accepted.
+const MAX_COMMIT_WINDOW: Duration = Duration::from_millis(100);
 
 /// The TOML file: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +102,7 @@ struct FileConfig {
     public_url: Option<String>,
     downloads_dir: Option<PathBuf>,
     synchronous: Option<Synchronous>,
+    commit_window_us: Option<u64>,
 }
 
 /// Settings after flags, environment, file and defaults are merged.
@@ -116,6 +126,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub downloads_dir: PathBuf,
     pub synchronous: Synchronous,
+    pub commit_window: Duration,
 }
 
 impl Config {
@@ -155,6 +166,13 @@ impl Cli {
             anyhow::bail!(
                 "ping interval, max queue and max body bytes must be greater than zero, \
                  and max queue bytes at least the largest frame"
+            );
+        }
+        if config.commit_window > MAX_COMMIT_WINDOW {
+            anyhow::bail!(
+                "the commit window is at most {} microseconds: every message \
+                 stored under load may wait that long",
+                MAX_COMMIT_WINDOW.as_micros()
             );
         }
         if config.idle_timeout <= config.ping_interval {
@@ -211,6 +229,11 @@ impl Cli {
                 .synchronous
                 .or(file.synchronous)
                 .unwrap_or(Synchronous::Full),
+            commit_window: Duration::from_micros(
+                self.commit_window_us
+                    .or(file.commit_window_us)
+                    .unwrap_or(1000),
+            ),
         }
     }
 }

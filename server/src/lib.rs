@@ -90,7 +90,7 @@ pub async fn run(
     on_ready: impl FnOnce(SocketAddr, SocketAddr),
 ) -> anyhow::Result<()> {
     create_private_dir(&config.data_dir)?;
-    let opened = store::Store::open(&config.data_dir, config.synchronous)?;
+    let opened = store::Store::open(&config.data_dir, config.synchronous, config.commit_window)?;
     let store = opened.store;
     if config.admin_token.is_none() {
         if let Some(path) = auth::ensure_admin_token(&store, &config.data_dir).await? {

@@ -138,6 +138,23 @@ async fn a_bad_config_file_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_commit_window_over_the_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clawbot-hub"))
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .args(["--port", "0", "--ws-port", "0", "--bind", "127.0.0.1"])
+        .args(["--commit-window-us", "100001"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("commit window is at most 100000 microseconds"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn the_wal_is_copied_into_the_database_while_the_hub_runs() {
     // The writer never checkpoints (a background thread does), so without
     // that thread the database file would never grow and the WAL would.

@@ -8,7 +8,7 @@
 //! `clawbot-bench history --group <id> --prefill 0`.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
@@ -53,7 +53,7 @@ async fn main() -> Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     // The fill is repeatable from scratch, so a crash mid-way costs only
     // time: no fsync per commit.
-    let opened = Store::open(&args.data_dir, Synchronous::Normal)?;
+    let opened = Store::open(&args.data_dir, Synchronous::Normal, Duration::ZERO)?;
     let store = opened.store;
     let group = GroupRecord {
         id: args.group.clone(),

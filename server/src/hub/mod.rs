@@ -608,7 +608,7 @@ mod tests {
     #[tokio::test]
     async fn attach_returns_what_a_just_ended_connection_confirmed() {
         let dir = tempfile::tempdir().unwrap();
-        let opened = Store::open(dir.path(), Synchronous::Normal).unwrap();
+        let opened = Store::open(dir.path(), Synchronous::Normal, Duration::ZERO).unwrap();
         let hub = Hub::start(
             Config::for_tests(dir.path()),
             opened.store,

@@ -7,6 +7,7 @@
 pub mod addressed;
 pub mod agents;
 mod checkpointer;
+mod commit_window;
 pub mod event;
 pub mod groups;
 pub mod messages;
@@ -18,6 +19,7 @@ pub mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clawbot_connector::protocol::ErrorCode;
 use rusqlite::{Connection, OpenFlags};
@@ -71,7 +73,13 @@ pub struct Opened {
 
 impl Store {
     /// Opens (creating if needed) `<data_dir>/hub.sqlite3` and migrates it.
-    pub fn open(data_dir: &Path, synchronous: Synchronous) -> anyhow::Result<Opened> {
+    /// While the writer is busy, its batches begin at least
+    /// `commit_window` apart (zero: as soon as the last commit returns).
+    pub fn open(
+        data_dir: &Path,
+        synchronous: Synchronous,
+        commit_window: Duration,
+    ) -> anyhow::Result<Opened> {
         let path = data_dir.join("hub.sqlite3");
         let mut connection = Connection::open(&path)?;
         let sync = match synchronous {
@@ -111,7 +119,8 @@ impl Store {
                 Ok(reader)
             })
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let (writer, writer_thread) = Writer::start(connection, checkpoints, indexer);
+        let (writer, writer_thread) =
+            Writer::start(connection, checkpoints, indexer, commit_window);
         Ok(Opened {
             store: Store {
                 writer,

@@ -13,10 +13,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::commit_window::CommitWindow;
 use super::StoreError;
 
 /// Jobs per transaction at most; bounds the latency one commit adds.
@@ -71,11 +73,14 @@ impl Writer {
     /// handle is dropped.
     /// `checkpoints` is a second connection to the same database, for the
     /// checkpointer thread the writer starts and stops with itself.
-    /// `upkeep` runs around every batch's commit.
+    /// `upkeep` runs around every batch's commit. While the writer is
+    /// busy, a batch begins no sooner than `commit_window` after the last
+    /// (see [`CommitWindow`]).
     pub fn start(
         connection: Connection,
         checkpoints: Connection,
         upkeep: impl Upkeep,
+        commit_window: Duration,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
@@ -88,7 +93,8 @@ impl Writer {
                     .name("sqlite-checkpoint".into())
                     .spawn(move || super::checkpointer::run(checkpoints, stopped, asks))
                     .expect("spawning the checkpointer thread");
-                run(connection, receiver, upkeep, &restart_wanted);
+                let window = CommitWindow::new(commit_window);
+                run(connection, receiver, upkeep, window, &restart_wanted);
                 // Last commit done: one final checkpoint, then the writer
                 // thread (which the hub joins on shutdown) ends.
                 drop(stop);
@@ -260,6 +266,7 @@ fn run(
     mut connection: Connection,
     mut receiver: mpsc::Receiver<Command>,
     mut upkeep: impl Upkeep,
+    mut window: CommitWindow,
     restart_wanted: &AtomicBool,
 ) {
     let mut stopping = false;
@@ -278,6 +285,7 @@ fn run(
             Command::Run(job) => jobs.push(job),
             Command::Stop => break,
         }
+        window.wait();
         while jobs.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(Command::Run(job)) => jobs.push(job),
@@ -288,6 +296,7 @@ fn run(
                 Err(_) => break,
             }
         }
+        window.began(jobs.len());
         // IMMEDIATE: take the write lock before reading anything. A
         // deferred transaction reads first and asks for the lock later,
         // and a RESTART or TRUNCATE checkpoint in between (another
@@ -397,6 +406,7 @@ mod tests {
             Connection::open(&path).unwrap(),
             Connection::open(&path).unwrap(),
             (),
+            Duration::ZERO,
         );
         // Hold the writer inside a first batch so that the next two jobs
         // queue up and are taken together.
@@ -419,6 +429,83 @@ mod tests {
         assert_eq!(reply_first.await.unwrap(), 1);
         assert_eq!(after_first.await.unwrap(), 2);
         assert_eq!(*order.lock().unwrap(), ["reply first", "after first"]);
+        writer.stop().await;
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+
+    /// Counts the batches that committed.
+    struct CountCommits(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Upkeep for CountCommits {
+        fn before_commit(&mut self, _: &Connection) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        fn after_commit(&mut self, committed: bool) {
+            assert!(committed);
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// After a batch of two jobs, the next job waits for the rest of the
+    /// window, and a job submitted meanwhile commits with it.
+    #[tokio::test]
+    async fn after_a_busy_batch_the_next_waits_out_the_window_and_takes_the_latecomers() {
+        const WINDOW: Duration = Duration::from_millis(300);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.db");
+        let batches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (writer, thread) = Writer::start(
+            Connection::open(&path).unwrap(),
+            Connection::open(&path).unwrap(),
+            CountCommits(Arc::clone(&batches)),
+            WINDOW,
+        );
+        let ran_at = || {
+            |_: &Connection| -> Result<std::time::Instant, StoreError> {
+                Ok(std::time::Instant::now())
+            }
+        };
+        // A lone job: its batch is not busy, the next one need not wait.
+        writer.write(ran_at()).await.unwrap();
+        // Two jobs queued behind a held writer make one busy batch.
+        let (release, held) = writer.hold().await;
+        let first = writer
+            .submit(Guard::SingleStatement, ran_at(), |_| ())
+            .await
+            .unwrap();
+        let second = writer
+            .submit(Guard::SingleStatement, ran_at(), |_| ())
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+        held.await.unwrap();
+        let busy_batch_ran = first.await.unwrap();
+        second.await.unwrap();
+        let before = batches.load(Ordering::SeqCst);
+        let next = writer
+            .submit(Guard::SingleStatement, ran_at(), |_| ())
+            .await
+            .unwrap();
+        let latecomer = writer
+            .submit(Guard::SingleStatement, ran_at(), |_| ())
+            .await
+            .unwrap();
+        let next_ran = next.await.unwrap();
+        latecomer.await.unwrap();
+        // Both instants are taken a little after their batches began.
+        assert!(
+            next_ran.duration_since(busy_batch_ran) >= WINDOW / 2,
+            "the next batch began {:?} after the busy one",
+            next_ran.duration_since(busy_batch_ran)
+        );
+        assert_eq!(
+            batches.load(Ordering::SeqCst),
+            before + 1,
+            "the latecomer committed in the same batch"
+        );
         writer.stop().await;
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
