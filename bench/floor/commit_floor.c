@@ -9,10 +9,12 @@
  *
  *   cc -O2 -pthread -o /tmp/commit_floor bench/floor/commit_floor.c
  *   /tmp/commit_floor [messages/s] [bytes stored per message] [seconds] [copy every ms]
+ *                     [least us between two commits]
  *
  * The log is reused from its start once it reaches 16 MiB (as a WAL that
  * restarts), so after the first lap no write extends the file. A commit
- * takes whatever messages arrived while the previous one was syncing (the
+ * takes whatever messages arrived while the previous one was syncing, or
+ * since the previous one began if the fifth argument spaces them out (the
  * messages are not real: `rate` of them arrive per second, evenly). The
  * latency of a message is from its arrival to the end of the sync of the
  * commit that carries it. Run pinned, e.g. `taskset -c 0`.

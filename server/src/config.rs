@@ -68,8 +68,9 @@ pub struct Cli {
     pub synchronous: Option<Synchronous>,
     /// While the hub stores messages faster than one commit at a time, the
     /// least time between the starts of two commits, in microseconds: each
-    /// commit then carries more messages and the disk gets fewer syncs. A
-    /// lone sender never waits for it. 0 turns it off. Default 1000.
+    /// commit then carries more messages and the disk gets fewer syncs. An
+    /// agent alone on the hub never waits for it. 0 turns it off; at most
+    /// 100000. Default 1000.
     #[arg(long, env = "CLAWBOT_COMMIT_WINDOW_US")]
     pub commit_window_us: Option<u64>,
 }
@@ -80,9 +81,6 @@ pub enum Synchronous {
     Full,
     Normal,
 }
-
-/// The longest commit window accepted.
-const MAX_COMMIT_WINDOW: Duration = Duration::from_millis(100);
 
 /// The TOML file: the same settings as the flags.
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +102,10 @@ struct FileConfig {
     synchronous: Option<Synchronous>,
     commit_window_us: Option<u64>,
 }
+
+/// The longest commit window accepted: every message stored under load may
+/// wait that long before its commit begins.
+const MAX_COMMIT_WINDOW: Duration = Duration::from_millis(100);
 
 /// Settings after flags, environment, file and defaults are merged.
 #[derive(Debug, Clone)]
@@ -248,4 +250,44 @@ fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/share/clawbot-hub");
     }
     PathBuf::from("clawbot-data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commit_window_comes_from_the_flag_then_the_file_then_the_default() {
+        let window = |flag: Option<u64>, file: Option<u64>| {
+            let cli = Cli {
+                commit_window_us: flag,
+                ..Cli::default()
+            };
+            let file = FileConfig {
+                commit_window_us: file,
+                ..FileConfig::default()
+            };
+            cli.resolve_with(file).commit_window
+        };
+        assert_eq!(window(None, None), Duration::from_millis(1));
+        assert_eq!(window(None, Some(250)), Duration::from_micros(250));
+        assert_eq!(window(Some(0), Some(250)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_commit_window_of_100_ms_is_the_longest_accepted() {
+        let resolve = |micros: u64| {
+            Cli {
+                commit_window_us: Some(micros),
+                ..Cli::default()
+            }
+            .resolve()
+        };
+        assert_eq!(
+            resolve(100_000).unwrap().commit_window,
+            Duration::from_millis(100)
+        );
+        let error = resolve(100_001).unwrap_err().to_string();
+        assert!(error.contains("at most 100000 microseconds"), "{error}");
+    }
 }

@@ -3,16 +3,19 @@
 //!
 //! Every commit ends in an `fsync`, and disks (cloud block devices above
 //! all) allow only so many of them per second: the benchmark machine's
-//! stalls every write for 15-20 ms about ten times a second once it is
+//! disk stalls every write for 15-20 ms many times a second once it is
 //! asked for more than about 3,600 syncs/s (references/BENCHMARKS.md, "The
 //! disk's sync budget"). Without a window the writer commits again as soon
 //! as the last commit returns, and at a few thousand messages a second that
 //! is a commit for every one or two of them.
 //!
-//! The window applies only after a batch of two or more jobs: a lone
-//! caller (one agent sending one message after another, each waiting for
-//! its confirmation) never waits for it, as PostgreSQL's `commit_siblings`
-//! keeps `commit_delay` from slowing a lone transaction.
+//! "Busy" means the last batch held two or more jobs, as PostgreSQL's
+//! `commit_siblings` keeps `commit_delay` from slowing a lone transaction:
+//! an agent alone on the hub, sending one message after another and
+//! waiting for each confirmation, never waits for the window. (With other
+//! traffic its batches hold other jobs too, and it waits like everyone.)
+//! The price of that rule: evenly spaced jobs that each commit before the
+//! next arrives are never spaced, however many there are per second.
 
 use std::time::{Duration, Instant};
 
@@ -53,7 +56,11 @@ impl CommitWindow {
     /// How long a batch that could begin at `now` should wait.
     fn left_at(&self, now: Instant) -> Option<Duration> {
         let began = self.last_busy_batch?;
-        let left = (began + self.window).saturating_duration_since(now);
+        // A window too long to add to an instant is as good as none: the
+        // hub's settings refuse anything over 100 ms anyway.
+        let left = began
+            .checked_add(self.window)?
+            .saturating_duration_since(now);
         (!left.is_zero()).then_some(left)
     }
 }
@@ -92,6 +99,14 @@ mod tests {
             None,
             "a lone batch ends the busy spell"
         );
+    }
+
+    #[test]
+    fn a_window_too_long_for_an_instant_never_waits() {
+        let mut window = CommitWindow::new(Duration::MAX);
+        let start = Instant::now();
+        window.began_at(start, 2);
+        assert_eq!(window.left_at(start), None);
     }
 
     #[test]

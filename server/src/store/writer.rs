@@ -75,7 +75,7 @@ impl Writer {
     /// checkpointer thread the writer starts and stops with itself.
     /// `upkeep` runs around every batch's commit. While the writer is
     /// busy, a batch begins no sooner than `commit_window` after the last
-    /// (see [`CommitWindow`]).
+    /// busy batch began (see [`CommitWindow`]).
     pub fn start(
         connection: Connection,
         checkpoints: Connection,
@@ -390,7 +390,9 @@ impl Writer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
     use std::sync::{Arc, Mutex};
+    use std::time::Instant;
 
     use super::*;
 
@@ -436,7 +438,7 @@ mod tests {
     }
 
     /// Counts the batches that committed.
-    struct CountCommits(Arc<std::sync::atomic::AtomicUsize>);
+    struct CountCommits(Arc<AtomicUsize>);
 
     impl Upkeep for CountCommits {
         fn before_commit(&mut self, _: &Connection) -> Result<(), StoreError> {
@@ -449,63 +451,77 @@ mod tests {
         }
     }
 
-    /// After a batch of two jobs, the next job waits for the rest of the
-    /// window, and a job submitted meanwhile commits with it.
+    /// A job that returns when it ran.
+    fn ran_at(_: &Connection) -> Result<Instant, StoreError> {
+        Ok(Instant::now())
+    }
+
+    /// Submits two jobs back to back and returns when the first ran, once
+    /// both have committed.
+    async fn two_jobs(writer: &Writer) -> Instant {
+        let first = writer
+            .submit(Guard::SingleStatement, ran_at, |_| ())
+            .await
+            .unwrap();
+        let second = writer
+            .submit(Guard::SingleStatement, ran_at, |_| ())
+            .await
+            .unwrap();
+        let ran = first.await.unwrap();
+        second.await.unwrap();
+        ran
+    }
+
+    /// After a busy batch (two jobs or more), the next waits for the rest
+    /// of the window, measured from when the busy one began, and a job
+    /// submitted meanwhile commits with it.
     #[tokio::test]
     async fn after_a_busy_batch_the_next_waits_out_the_window_and_takes_the_latecomers() {
         const WINDOW: Duration = Duration::from_millis(300);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("writer.db");
-        let batches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let batches = Arc::new(AtomicUsize::new(0));
         let (writer, thread) = Writer::start(
             Connection::open(&path).unwrap(),
             Connection::open(&path).unwrap(),
             CountCommits(Arc::clone(&batches)),
             WINDOW,
         );
-        let ran_at = || {
-            |_: &Connection| -> Result<std::time::Instant, StoreError> {
-                Ok(std::time::Instant::now())
-            }
-        };
         // A lone job: its batch is not busy, the next one need not wait.
-        writer.write(ran_at()).await.unwrap();
+        writer.write(ran_at).await.unwrap();
         // Two jobs queued behind a held writer make one busy batch.
         let (release, held) = writer.hold().await;
         let first = writer
-            .submit(Guard::SingleStatement, ran_at(), |_| ())
+            .submit(Guard::SingleStatement, ran_at, |_| ())
             .await
             .unwrap();
         let second = writer
-            .submit(Guard::SingleStatement, ran_at(), |_| ())
+            .submit(Guard::SingleStatement, ran_at, |_| ())
             .await
             .unwrap();
         release.send(()).unwrap();
         held.await.unwrap();
-        let busy_batch_ran = first.await.unwrap();
+        let busy_ran = first.await.unwrap();
         second.await.unwrap();
-        let before = batches.load(Ordering::SeqCst);
-        let next = writer
-            .submit(Guard::SingleStatement, ran_at(), |_| ())
-            .await
-            .unwrap();
-        let latecomer = writer
-            .submit(Guard::SingleStatement, ran_at(), |_| ())
-            .await
-            .unwrap();
-        let next_ran = next.await.unwrap();
-        latecomer.await.unwrap();
-        // Both instants are taken a little after their batches began.
-        assert!(
-            next_ran.duration_since(busy_batch_ran) >= WINDOW / 2,
-            "the next batch began {:?} after the busy one",
-            next_ran.duration_since(busy_batch_ran)
-        );
-        assert_eq!(
-            batches.load(Ordering::SeqCst),
-            before + 1,
-            "the latecomer committed in the same batch"
-        );
+        // Each of the next two pairs commits as one batch, a window after
+        // the batch before it began (both instants are taken a little
+        // after their batches began, hence the margin).
+        let mut previous = busy_ran;
+        for pair in 0..2 {
+            let before = batches.load(Ordering::SeqCst);
+            let ran = two_jobs(&writer).await;
+            let gap = ran.duration_since(previous);
+            assert!(
+                gap >= WINDOW / 2,
+                "pair {pair} began {gap:?} after the last batch"
+            );
+            assert_eq!(
+                batches.load(Ordering::SeqCst),
+                before + 1,
+                "pair {pair}: the second job committed with the first"
+            );
+            previous = ran;
+        }
         writer.stop().await;
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
