@@ -13,6 +13,7 @@ pub mod groups;
 pub mod messages;
 mod readers;
 mod schema;
+mod slow_commits;
 pub mod tasks;
 pub mod tokens;
 pub mod writer;

@@ -13,12 +13,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::commit_window::CommitWindow;
+use super::slow_commits::{self, SlowCommits};
 use super::StoreError;
 
 /// Jobs per transaction at most; bounds the latency one commit adds.
@@ -270,6 +271,7 @@ fn run(
     restart_wanted: &AtomicBool,
 ) {
     let mut stopping = false;
+    let mut slow_commits = SlowCommits::new(Instant::now());
     while !stopping {
         // Between two batches, after the last one's callers have heard.
         if restart_wanted.swap(false, Ordering::Relaxed) {
@@ -337,7 +339,21 @@ fn run(
             tracing::error!("SQLite rolled the batch back; nothing in it was written");
             false
         } else {
-            match transaction.commit() {
+            let started = Instant::now();
+            let result = transaction.commit();
+            let ended = Instant::now();
+            if let Some(report) = slow_commits.commit_took(ended - started, ended) {
+                tracing::warn!(
+                    slow = report.slow,
+                    commits = report.commits,
+                    seconds = report.over.as_secs(),
+                    worst_ms = report.worst.as_millis() as u64,
+                    "commits took over {} ms (the disk's sync); every message in them waited as \
+                     long: the disk is slower than the load (OPERATIONS.md, the commit window)",
+                    slow_commits::SLOW.as_millis()
+                );
+            }
+            match result {
                 Ok(()) => true,
                 Err(error) => {
                     tracing::error!(%error, "commit failed; the batch is rolled back");
@@ -392,7 +408,6 @@ impl Writer {
 mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::{Arc, Mutex};
-    use std::time::Instant;
 
     use super::*;
 
