@@ -7,9 +7,10 @@
  * its budget, stalls of tens of milliseconds many times a second above it.
  *
  *   cc -O2 -o /tmp/sync_budget bench/floor/sync_budget.c
- *   taskset -c 0 /tmp/sync_budget [rate] [bytes] [seconds] [-v]
+ *   taskset -c 0 /tmp/sync_budget [rate] [bytes] [seconds] [directory] [-v]
  *
- * -v prints every stall with its time from the start. It syncs with
+ * The file is made in `directory` (default /tmp): give the hub's data
+ * directory's disk. -v prints every stall with its time from the start. It syncs with
  * fdatasync; SQLite calls fsync, which on ext4 also writes the inode when
  * only its times changed (no difference measured here: the hub's file
  * system has no journal).
@@ -40,12 +41,15 @@ int main(int argc, char **argv) {
     double rate = argc > 1 ? atof(argv[1]) : 3000;
     long bytes = argc > 2 ? atol(argv[2]) : 4096;
     double seconds = argc > 3 ? atof(argv[3]) : 10;
-    int verbose = argc > 4 && strcmp(argv[4], "-v") == 0;
+    const char *directory = argc > 4 ? argv[4] : "/tmp";
+    int verbose = argc > 5 && strcmp(argv[5], "-v") == 0;
     if (bytes <= 0 || bytes > FILE_BYTES || seconds <= 0 || rate < 0) {
-        fprintf(stderr, "usage: sync_budget [rate >= 0] [bytes 1..16M] [seconds > 0] [-v]\n");
+        fprintf(stderr,
+                "usage: sync_budget [rate >= 0] [bytes 1..16M] [seconds > 0] [directory] [-v]\n");
         return 2;
     }
-    char path[] = "/tmp/sync_budget.XXXXXX";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/sync_budget.XXXXXX", directory);
     int fd = mkstemp(path);
     if (fd < 0) { perror("mkstemp"); return 1; }
     unlink(path);

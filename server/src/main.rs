@@ -1,6 +1,6 @@
 //! `clawbot-hub`: parses settings, binds, and runs until SIGINT or SIGTERM.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -20,6 +20,9 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: in a file or the
+        // journal the escape codes are noise around every field.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = match Cli::parse().resolve() {
         Ok(config) => config,

@@ -1,24 +1,30 @@
-//! Tells the operator when commits are slow, at most once a minute.
+//! Tells the operator when commits are slow, without flooding the log.
 //!
-//! A commit waits for the disk's sync, and everything stored in it waits
-//! with it: when syncs stall (a rate-limited cloud disk past its budget
-//! stalls for 15-20 ms at a time, references/BENCHMARKS.md "The disk's sync
-//! budget"), every confirmation and delivery is late, and nothing else in
-//! the hub shows why. One line a minute says how many commits were slow,
-//! and how slow the worst was, without flooding the log when the disk
-//! stays slow.
+//! A commit writes the batch to the log and waits for the disk's sync, and
+//! every confirmation and delivery in the batch waits with it: when syncs
+//! stall (a rate-limited cloud disk past its budget stalls for 15-20 ms at
+//! a time, references/BENCHMARKS.md "The disk's sync budget"), messages are
+//! late and nothing else in the hub shows why.
+//!
+//! A slow commit is reported at once when no report was made in the last
+//! [`EVERY`]; later ones are counted, and the count goes out with the first
+//! commit after that minute has passed, or when the writer stops. So the
+//! first sign of trouble shows at once, and a disk that stays slow costs
+//! one line a minute.
 
 use std::time::{Duration, Instant};
 
-/// A commit slower than this counts as slow: a healthy disk syncs in well
-/// under a millisecond, a stalled one takes tens.
-pub const SLOW: Duration = Duration::from_millis(50);
+/// A commit slower than this counts as slow: an SSD syncs in well under a
+/// millisecond, a spinning disk in about ten.
+pub const SLOW: Duration = Duration::from_millis(10);
 /// At most one report in this long.
 pub const EVERY: Duration = Duration::from_secs(60);
 
 /// Commits seen since the last report.
 pub struct SlowCommits {
+    /// When counting began: the last report, or the start.
     since: Instant,
+    last_report: Option<Instant>,
     commits: u64,
     slow: u64,
     worst: Duration,
@@ -27,9 +33,11 @@ pub struct SlowCommits {
 /// What to tell the operator about the commits since the last report.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Report {
+    /// Commits in the period, slow or not.
     pub commits: u64,
     pub slow: u64,
     pub worst: Duration,
+    /// How long the period was.
     pub over: Duration,
 }
 
@@ -37,23 +45,40 @@ impl SlowCommits {
     pub fn new(now: Instant) -> Self {
         Self {
             since: now,
+            last_report: None,
             commits: 0,
             slow: 0,
             worst: Duration::ZERO,
         }
     }
 
-    /// Counts a commit that took `took` and ended at `now`; returns a
-    /// report when a slow commit was seen and the last report (or the
-    /// start) is at least [`EVERY`] ago. A quiet spell with slow commits
-    /// in it is reported by the first commit after it.
-    fn record(&mut self, took: Duration, now: Instant) -> Option<Report> {
+    /// Counts a commit that took `took` and ended at `now`, and returns a
+    /// report if one is due (see the module's documentation).
+    pub fn commit_took(&mut self, took: Duration, now: Instant) -> Option<Report> {
         self.commits += 1;
         if took > SLOW {
             self.slow += 1;
             self.worst = self.worst.max(took);
         }
-        if self.slow == 0 || now.duration_since(self.since) < EVERY {
+        let due = match self.last_report {
+            None => true,
+            Some(last) => now.duration_since(last) >= EVERY,
+        };
+        if self.slow > 0 && due {
+            self.report(now)
+        } else {
+            None
+        }
+    }
+
+    /// The slow commits not reported yet, if any: for when the writer
+    /// stops.
+    pub fn finish(mut self, now: Instant) -> Option<Report> {
+        self.report(now)
+    }
+
+    fn report(&mut self, now: Instant) -> Option<Report> {
+        if self.slow == 0 {
             return None;
         }
         let report = Report {
@@ -62,23 +87,11 @@ impl SlowCommits {
             worst: self.worst,
             over: now.duration_since(self.since),
         };
-        *self = Self::new(now);
+        *self = Self {
+            last_report: Some(now),
+            ..Self::new(now)
+        };
         Some(report)
-    }
-
-    /// Starts counting afresh with no report, after a quiet minute: slow
-    /// commits long ago say nothing about the disk now.
-    fn forget_if_quiet(&mut self, now: Instant) {
-        if self.slow == 0 && now.duration_since(self.since) >= EVERY {
-            *self = Self::new(now);
-        }
-    }
-
-    /// Counts a commit (see [`SlowCommits::record`]); a minute without a
-    /// slow commit starts the count afresh first.
-    pub fn commit_took(&mut self, took: Duration, now: Instant) -> Option<Report> {
-        self.forget_if_quiet(now);
-        self.record(took, now)
     }
 }
 
@@ -89,46 +102,18 @@ mod tests {
     const FAST: Duration = Duration::from_micros(300);
     const STALL: Duration = Duration::from_millis(80);
 
+    fn at(start: Instant, seconds: u64) -> Instant {
+        start + Duration::from_secs(seconds)
+    }
+
     #[test]
     fn fast_commits_are_never_reported() {
         let start = Instant::now();
         let mut commits = SlowCommits::new(start);
         for second in 0..300 {
-            let now = start + Duration::from_secs(second);
-            assert_eq!(commits.commit_took(FAST, now), None);
+            assert_eq!(commits.commit_took(FAST, at(start, second)), None);
         }
-    }
-
-    #[test]
-    fn slow_commits_are_reported_once_a_minute_with_the_worst() {
-        let start = Instant::now();
-        let mut commits = SlowCommits::new(start);
-        assert_eq!(commits.commit_took(STALL, start), None, "not a minute yet");
-        let later = start + Duration::from_secs(30);
-        assert_eq!(commits.commit_took(STALL * 2, later), None);
-        let minute = start + EVERY;
-        assert_eq!(
-            commits.commit_took(FAST, minute),
-            Some(Report {
-                commits: 3,
-                slow: 2,
-                worst: STALL * 2,
-                over: EVERY,
-            })
-        );
-        // Counting starts afresh after a report.
-        let soon = minute + Duration::from_secs(1);
-        assert_eq!(commits.commit_took(STALL, soon), None);
-        let next = minute + EVERY;
-        assert_eq!(
-            commits.commit_took(FAST, next),
-            Some(Report {
-                commits: 2,
-                slow: 1,
-                worst: STALL,
-                over: EVERY,
-            })
-        );
+        assert_eq!(commits.finish(at(start, 300)), None);
     }
 
     #[test]
@@ -136,25 +121,64 @@ mod tests {
         let start = Instant::now();
         let mut commits = SlowCommits::new(start);
         assert_eq!(commits.commit_took(SLOW, start), None);
-        assert_eq!(commits.commit_took(FAST, start + EVERY), None);
+        assert_eq!(commits.finish(at(start, 1)), None);
     }
 
     #[test]
-    fn a_quiet_minute_starts_the_count_afresh() {
+    fn the_first_slow_commit_is_reported_at_once_and_later_ones_a_minute_after() {
         let start = Instant::now();
         let mut commits = SlowCommits::new(start);
-        // A minute of fast commits, then one slow one: it is reported only
-        // a minute after the fresh count began, not at once.
-        assert_eq!(commits.commit_took(FAST, start), None);
-        let quiet = start + EVERY + Duration::from_secs(5);
-        assert_eq!(commits.commit_took(STALL, quiet), None);
+        assert_eq!(commits.commit_took(FAST, at(start, 10)), None);
         assert_eq!(
-            commits.commit_took(FAST, quiet + EVERY),
+            commits.commit_took(STALL, at(start, 20)),
             Some(Report {
                 commits: 2,
                 slow: 1,
                 worst: STALL,
-                over: EVERY,
+                over: Duration::from_secs(20),
+            }),
+            "the first one: at once"
+        );
+        // Within the minute: counted, not reported; the worst is kept
+        // whatever the order.
+        assert_eq!(commits.commit_took(STALL * 2, at(start, 30)), None);
+        assert_eq!(commits.commit_took(STALL, at(start, 40)), None);
+        assert_eq!(commits.commit_took(FAST, at(start, 79)), None);
+        assert_eq!(
+            commits.commit_took(FAST, at(start, 110)),
+            Some(Report {
+                commits: 4,
+                slow: 2,
+                worst: STALL * 2,
+                over: Duration::from_secs(90),
+            }),
+            "the next commit a minute after the report carries the count"
+        );
+        // A minute and more later, a slow commit is again reported at once.
+        assert_eq!(
+            commits.commit_took(STALL, at(start, 170)),
+            Some(Report {
+                commits: 1,
+                slow: 1,
+                worst: STALL,
+                over: Duration::from_secs(60),
+            })
+        );
+    }
+
+    #[test]
+    fn the_count_not_yet_reported_goes_out_when_the_writer_stops() {
+        let start = Instant::now();
+        let mut commits = SlowCommits::new(start);
+        assert!(commits.commit_took(STALL, start).is_some());
+        assert_eq!(commits.commit_took(STALL, at(start, 5)), None);
+        assert_eq!(
+            commits.finish(at(start, 7)),
+            Some(Report {
+                commits: 1,
+                slow: 1,
+                worst: STALL,
+                over: Duration::from_secs(7),
             })
         );
     }

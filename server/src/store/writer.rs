@@ -335,6 +335,7 @@ fn run(
             }
             lost = transaction.is_autocommit();
         }
+        let mut slow_report = None;
         let committed = if lost {
             tracing::error!("SQLite rolled the batch back; nothing in it was written");
             false
@@ -342,17 +343,7 @@ fn run(
             let started = Instant::now();
             let result = transaction.commit();
             let ended = Instant::now();
-            if let Some(report) = slow_commits.commit_took(ended - started, ended) {
-                tracing::warn!(
-                    slow = report.slow,
-                    commits = report.commits,
-                    seconds = report.over.as_secs(),
-                    worst_ms = report.worst.as_millis() as u64,
-                    "commits took over {} ms (the disk's sync); every message in them waited as \
-                     long: the disk is slower than the load (OPERATIONS.md, the commit window)",
-                    slow_commits::SLOW.as_millis()
-                );
-            }
+            slow_report = slow_commits.commit_took(ended - started, ended);
             match result {
                 Ok(()) => true,
                 Err(error) => {
@@ -369,8 +360,29 @@ fn run(
         for work in deferred {
             work();
         }
+        // After every caller has its answer: writing the log line must not
+        // delay them.
+        if let Some(report) = slow_report.take() {
+            warn_slow_commits(&report);
+        }
+    }
+    if let Some(report) = slow_commits.finish(Instant::now()) {
+        warn_slow_commits(&report);
     }
     tracing::debug!("writer stopped");
+}
+
+fn warn_slow_commits(report: &slow_commits::Report) {
+    tracing::warn!(
+        slow = report.slow,
+        commits = report.commits,
+        seconds = report.over.as_secs(),
+        worst_ms = (report.worst.as_secs_f64() * 10_000.0).round() / 10.0,
+        "commits took over {} ms (writing and syncing the log); whatever was in them was \
+         confirmed and delivered at least that late. Many a minute: the disk cannot keep up \
+         (OPERATIONS.md, \"Logs\")",
+        slow_commits::SLOW.as_millis()
+    );
 }
 
 #[cfg(test)]
