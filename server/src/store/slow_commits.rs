@@ -24,7 +24,8 @@ pub const EVERY: Duration = Duration::from_secs(60);
 pub struct SlowCommits {
     /// When counting began: the last report, or the start.
     since: Instant,
-    last_report: Option<Instant>,
+    /// Whether `since` is a report (not the start).
+    reported: bool,
     commits: u64,
     slow: u64,
     worst: Duration,
@@ -45,7 +46,7 @@ impl SlowCommits {
     pub fn new(now: Instant) -> Self {
         Self {
             since: now,
-            last_report: None,
+            reported: false,
             commits: 0,
             slow: 0,
             worst: Duration::ZERO,
@@ -60,10 +61,7 @@ impl SlowCommits {
             self.slow += 1;
             self.worst = self.worst.max(took);
         }
-        let due = match self.last_report {
-            None => true,
-            Some(last) => now.duration_since(last) >= EVERY,
-        };
+        let due = !self.reported || now.duration_since(self.since) >= EVERY;
         if self.slow > 0 && due {
             self.report(now)
         } else {
@@ -88,7 +86,7 @@ impl SlowCommits {
             over: now.duration_since(self.since),
         };
         *self = Self {
-            last_report: Some(now),
+            reported: true,
             ..Self::new(now)
         };
         Some(report)

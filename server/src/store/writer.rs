@@ -483,9 +483,9 @@ mod tests {
         Ok(Instant::now())
     }
 
-    /// Submits two jobs back to back and returns when the first ran, once
-    /// both have committed.
-    async fn two_jobs(writer: &Writer) -> Instant {
+    /// Queues two jobs back to back; the returned future resolves, once
+    /// both have committed, to when the first ran.
+    async fn two_jobs(writer: &Writer) -> impl std::future::Future<Output = Instant> {
         let first = writer
             .submit(Guard::SingleStatement, ran_at, |_| ())
             .await
@@ -494,9 +494,11 @@ mod tests {
             .submit(Guard::SingleStatement, ran_at, |_| ())
             .await
             .unwrap();
-        let ran = first.await.unwrap();
-        second.await.unwrap();
-        ran
+        async move {
+            let ran = first.await.unwrap();
+            second.await.unwrap();
+            ran
+        }
     }
 
     /// After a busy batch (two jobs or more), the next waits for the rest
@@ -518,25 +520,17 @@ mod tests {
         writer.write(ran_at).await.unwrap();
         // Two jobs queued behind a held writer make one busy batch.
         let (release, held) = writer.hold().await;
-        let first = writer
-            .submit(Guard::SingleStatement, ran_at, |_| ())
-            .await
-            .unwrap();
-        let second = writer
-            .submit(Guard::SingleStatement, ran_at, |_| ())
-            .await
-            .unwrap();
+        let busy = two_jobs(&writer).await;
         release.send(()).unwrap();
         held.await.unwrap();
-        let busy_ran = first.await.unwrap();
-        second.await.unwrap();
+        let busy_ran = busy.await;
         // Each of the next two pairs commits as one batch, a window after
         // the batch before it began (both instants are taken a little
         // after their batches began, hence the margin).
         let mut previous = busy_ran;
         for pair in 0..2 {
             let before = batches.load(Ordering::SeqCst);
-            let ran = two_jobs(&writer).await;
+            let ran = two_jobs(&writer).await.await;
             let gap = ran.duration_since(previous);
             assert!(
                 gap >= WINDOW / 2,
