@@ -266,6 +266,18 @@ impl Hub {
             .any(|agent| agent.capabilities.iter().any(|c| c == capability))
     }
 
+    /// Whether `agent_id` is known to have registered. Profiles are added
+    /// only after the registration commits and agents are never removed,
+    /// so `true` is final; `false` may be a registration that committed a
+    /// moment ago, which only the database can tell.
+    pub fn is_known_agent(&self, agent_id: &str) -> bool {
+        self.shared
+            .profiles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(agent_id)
+    }
+
     pub fn agent_name(&self, agent_id: &str) -> Option<String> {
         self.shared
             .profiles

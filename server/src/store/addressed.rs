@@ -70,6 +70,31 @@ pub fn register_bucket_function(connection: &Connection) -> rusqlite::Result<()>
     )
 }
 
+/// Entries written by one INSERT statement while a bucket is indexed
+/// (three parameters each, far below SQLite's limit of 32,766).
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT OR IGNORE INTO addressed` of `rows` rows. OR IGNORE: should
+/// memory and the database ever disagree (a savepoint statement failing
+/// after the rows were written), writing an entry twice must not fail the
+/// bucket at every commit from then on.
+fn insert_sql(rows: usize) -> String {
+    let values = vec!["(?, ?, ?)"; rows].join(", ");
+    format!("INSERT OR IGNORE INTO addressed (agent, role, seq) VALUES {values}")
+}
+
+/// Binds `entries` in order to the parameters of an [`insert_sql`]
+/// statement of as many rows.
+fn bind_entries(insert: &mut rusqlite::Statement<'_>, entries: &[&Entry]) -> rusqlite::Result<()> {
+    for (row, entry) in entries.iter().enumerate() {
+        let first = row * 3 + 1;
+        insert.raw_bind_parameter(first, entry.agent.as_str())?;
+        insert.raw_bind_parameter(first + 1, entry.role)?;
+        insert.raw_bind_parameter(first + 2, entry.seq)?;
+    }
+    Ok(())
+}
+
 /// One row of `addressed` still to be written.
 struct Entry {
     agent: String,
@@ -169,15 +194,23 @@ impl Indexer {
     fn index(&self, connection: &Connection, bucket: usize) -> Result<(), StoreError> {
         let mut entries: Vec<&Entry> = self.waiting[bucket].iter().collect();
         entries.sort_unstable_by(|a, b| (&a.agent, a.role, a.seq).cmp(&(&b.agent, b.role, b.seq)));
-        let mut insert = connection.prepare_cached(
-            // OR IGNORE: should memory and the database ever disagree
-            // (a savepoint statement failing after the rows were
-            // written), writing an entry twice must not fail the
-            // bucket at every commit from then on.
-            "INSERT OR IGNORE INTO addressed (agent, role, seq) VALUES (?1, ?2, ?3)",
-        )?;
-        for entry in entries {
-            insert.execute(params![entry.agent, entry.role, entry.seq])?;
+        // Many rows per statement: binding, stepping and resetting one
+        // statement per entry cost about as much as the B-tree inserts.
+        let mut chunks = entries.chunks_exact(ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut insert = connection.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+            for chunk in chunks.by_ref() {
+                bind_entries(&mut insert, chunk)?;
+                insert.raw_execute()?;
+            }
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut insert = connection.prepare_cached(&insert_sql(1))?;
+            for entry in rest {
+                bind_entries(&mut insert, std::slice::from_ref(entry))?;
+                insert.raw_execute()?;
+            }
         }
         connection
             .prepare_cached("UPDATE addressed_state SET indexed_upto = ?2 WHERE bucket = ?1")?
@@ -428,6 +461,30 @@ mod tests {
             self.waiting[bucket].clear();
             self.marks[bucket] = self.read_upto;
         }
+    }
+
+    /// Buckets of several statements' worth of entries, and a remainder,
+    /// are written whole and in the right columns.
+    #[test]
+    fn a_bucket_larger_than_one_insert_is_written_whole() {
+        let n = 5 * ROWS_PER_INSERT;
+        let connection = crate::store::schema::migrated_in_memory();
+        let mut indexer = Indexer::load(&connection, BATCH).unwrap();
+        for i in 0..n {
+            insert(&connection, i);
+        }
+        for agent in AGENTS {
+            indexer.index_now(&connection, bucket_of(agent));
+        }
+        let written = entries(&connection);
+        for agent in AGENTS {
+            let of_agent = written.iter().filter(|(a, _, _)| a == agent).count();
+            assert!(
+                of_agent > ROWS_PER_INSERT && of_agent % ROWS_PER_INSERT != 0,
+                "{agent} has {of_agent} entries: whole statements and a remainder"
+            );
+        }
+        assert_eq!(written, all_entries(n));
     }
 
     #[test]
