@@ -29,8 +29,13 @@ pub type Ws = WebSocketStream<TcpStream>;
 /// set-up before the run is abandoned.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A read buffer for connections that carry a lot (the library's default).
-pub const BIG_READ_BUFFER: usize = 128 * 1024;
+/// A read buffer for connections that carry a lot. Not the library's
+/// default of 128 KiB: tungstenite zero-fills the whole chunk before every
+/// read, however little arrives, and with one frame per read at 25,000
+/// DMs/s that memset was 37% of the generator's CPU; its sends fell
+/// milliseconds behind schedule (references/BENCHMARKS.md, "The floor of
+/// target 1"). 16 KiB still takes a burst in few reads.
+pub const BIG_READ_BUFFER: usize = 16 * 1024;
 /// A read buffer for connections that mostly sit idle: thousands of them
 /// should not cost the generator gigabytes.
 pub const SMALL_READ_BUFFER: usize = 8 * 1024;

@@ -81,6 +81,45 @@ async fn messages_dms_and_mentions_arrive_as_typed_events() {
     assert_eq!(agents.len(), 2);
 }
 
+/// The connector reads the socket in chunks (16 KiB): a message several
+/// chunks long still arrives whole, and so does a burst of small ones.
+#[tokio::test]
+async fn a_message_longer_than_a_read_and_a_burst_arrive_whole_and_in_order() {
+    let hub = TestHub::start().await;
+    let (alice, _alice_events) = agent(&hub, "alice").await;
+    let (_bob, mut bob_events) = agent(&hub, "bob").await;
+    let long: String = (0..60_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    alice.send_direct_message("bob", &long).await.unwrap();
+    let Event::DirectMessage(dm) = next_stored(&mut bob_events).await else {
+        panic!()
+    };
+    assert_eq!(dm.content, long);
+
+    let burst: Vec<String> = (0..500).map(|i| format!("burst {i}")).collect();
+    let sends = burst
+        .iter()
+        .map(|content| alice.send_direct_message("bob", content));
+    futures_util::future::try_join_all(sends).await.unwrap();
+    let (mut contents, mut seqs) = (Vec::new(), Vec::new());
+    while contents.len() < burst.len() {
+        let Event::DirectMessage(dm) = next_stored(&mut bob_events).await else {
+            panic!()
+        };
+        contents.push(dm.content);
+        seqs.push(dm.seq);
+    }
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "in seq order"
+    );
+    contents.sort();
+    let mut expected = burst.clone();
+    expected.sort();
+    assert_eq!(contents, expected, "each once");
+}
+
 #[tokio::test]
 async fn errors_are_typed() {
     let hub = TestHub::start().await;

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -154,7 +155,8 @@ async fn connect_once(
         request.headers_mut().insert("Authorization", value);
     }
     // Small frames, sent at once: no Nagle delay (the last argument).
-    let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let connecting =
+        tokio_tungstenite::connect_async_with_config(request, Some(websocket_config()), true);
     let (mut socket, _) = tokio::time::timeout(config.connect_timeout, connecting)
         .await
         .map_err(|_| ClientError::Unreachable {
@@ -476,4 +478,16 @@ fn apply_presence(online: &mut Vec<AgentSummary>, changed: Vec<AgentSummary>) {
             .filter(|agent| agent.status == AgentStatus::Online),
     );
     online.sort_by(|a, b| a.id.cmp(&b.id));
+}
+
+/// How much the WebSocket library reads from the socket at a time: it
+/// zero-fills this whole chunk before every read, however little arrives.
+/// Its default, 128 KiB, cost a load generator built on the same library
+/// a third of its CPU when frames came one per read (references/
+/// BENCHMARKS.md, "The floor of target 1"). 16 KiB still takes a catch-up
+/// burst in few reads; a bigger frame arrives whole either way.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+
+fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_CHUNK_BYTES)
 }
