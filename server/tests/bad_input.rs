@@ -274,6 +274,19 @@ async fn rest_errors_are_json_with_codes_and_change_nothing() {
             "{path} -> {response}"
         );
     }
+    // The admin may name any assigner, but only a well-formed id, with an
+    // idempotency key (looked up by assigner) or without.
+    for body in [
+        json!({"title": "t", "assignerId": "has space"}),
+        json!({"title": "t", "assignerId": "has space", "idempotencyKey": "k"}),
+    ] {
+        let (got, response) = hub.post("/api/tasks", Some(ADMIN), &body).await;
+        assert_eq!(
+            (got, response["error"]["code"].as_str()),
+            (400, Some("invalid_id")),
+            "{body} -> {response}"
+        );
+    }
     assert_eq!(
         hub.admin_get("/api/groups").await.as_array().unwrap().len(),
         1

@@ -91,6 +91,10 @@ impl Hub {
         request: AssignTask,
         body: Map<String, Value>,
     ) -> Result<(TaskView, bool), HubError> {
+        // Checked first: the idempotency lookup below is by assigner.
+        if let Some(id) = &assigner {
+            ids::check_id("assignerId", id)?;
+        }
         // A retry finds its task before anything that may have changed
         // since the first attempt (a deadline now past) is checked again.
         if let Some(key) = &request.idempotency_key {
@@ -100,9 +104,6 @@ impl Hub {
                     "idempotencyKey must be 1 to 128 printable ASCII characters",
                 )
             })?;
-            if let Some(id) = &assigner {
-                ids::check_id("assignerId", id)?;
-            }
             let (assigner, key) = (assigner.clone(), key.clone());
             let existing = self
                 .store()
@@ -141,7 +142,6 @@ impl Hub {
         for (what, id) in [
             ("assigneeId", &request.assignee_id),
             ("groupId", &request.group_id),
-            ("assignerId", &assigner),
         ] {
             if let Some(id) = id {
                 ids::check_id(what, id)?;
