@@ -19,7 +19,11 @@
  * core it is started on), as the hub's tokio worker and writer do. The log
  * is a 64 MiB file in `directory` (default /tmp), written from its start
  * again when full. One frame per read is not assumed; frames are taken
- * whole from each connection's buffer. Single-frame messages only.
+ * whole from each connection's buffer. Single-frame messages only; a DM
+ * whose `to` or `content` (up to 511 bytes) cannot be taken, or whose
+ * recipient is not connected, gets an `error` frame. A benchmark tool, not
+ * a hub: a connection that closes while its DMs wait for their commit may
+ * see its slot reused by the next one before they are sent.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -168,8 +172,14 @@ static int field(const char *json, size_t len, const char *name, char *out, size
 
 static int find_agent(const char *id) {
     for (int i = 0; i < MAX_CONNS; i++)
-        if (conns[i].fd > 0 && conns[i].upgraded && strcmp(conns[i].id, id) == 0) return i;
+        if (conns[i].fd >= 0 && conns[i].upgraded && strcmp(conns[i].id, id) == 0) return i;
     return -1;
+}
+
+/* Whether connection I is still the open, registered agent ID: a slot in
+ * the cache below outlives the connection it was made for. */
+static int is_agent(int i, const char *id) {
+    return i >= 0 && conns[i].fd >= 0 && conns[i].upgraded && strcmp(conns[i].id, id) == 0;
 }
 
 /* A cache of recipients by name, so a DM does not scan every connection. */
@@ -185,13 +195,20 @@ static unsigned hash(const char *s) {
     return h;
 }
 
+static void remember(const char *id, int conn);
+
 static int lookup(const char *id) {
     unsigned h = hash(id) % SLOTS;
     for (int probe = 0; probe < SLOTS; probe++, h = (h + 1) % SLOTS) {
         if (by_id[h].id[0] == 0) break;
-        if (strcmp(by_id[h].id, id) == 0) return by_id[h].conn;
+        if (strcmp(by_id[h].id, id) == 0) {
+            if (is_agent(by_id[h].conn, id)) return by_id[h].conn;
+            break;
+        }
     }
-    return find_agent(id);
+    int found = find_agent(id);
+    if (found >= 0) remember(id, found);
+    return found;
 }
 
 static void remember(const char *id, int conn) {
@@ -217,11 +234,21 @@ static void handle_text(int i, const char *json, size_t len) {
             if (!filling.dms) die("realloc");
         }
         struct dm *dm = &filling.dms[filling.len];
+        /* The generator's DMs always fit and always name a connected agent;
+         * anything else is answered, not silently dropped, so that a run
+         * that goes wrong shows it. */
         if (!field(json, len, "to", to, sizeof to) ||
-            !field(json, len, "content", dm->content, sizeof dm->content))
+            !field(json, len, "content", dm->content, sizeof dm->content)) {
+            const char *error = "{\"type\":\"error\",\"code\":\"unsupported\"}";
+            send_text(c, error, strlen(error));
             return;
+        }
         dm->to = lookup(to);
-        if (dm->to < 0) return;
+        if (dm->to < 0) {
+            const char *error = "{\"type\":\"error\",\"code\":\"unknown_recipient\"}";
+            send_text(c, error, strlen(error));
+            return;
+        }
         dm->seq = next_seq++;
         dm->from = i;
         filling.len++;
@@ -372,12 +399,12 @@ static void committed(void) {
         struct conn *from = &conns[dm->from], *to = &conns[dm->to];
         int n = snprintf(frame, sizeof frame, "{\"type\":\"sent\",\"id\":\"%ld\",\"seq\":%ld}",
                          dm->seq, dm->seq);
-        if (from->fd > 0) send_text(from, frame, (size_t)n);
+        if (from->fd >= 0) send_text(from, frame, (size_t)n);
         n = snprintf(frame, sizeof frame,
                      "{\"type\":\"direct_message\",\"id\":\"%ld\",\"seq\":%ld,\"from\":\"%s\","
                      "\"to\":\"%s\",\"content\":\"%s\"}",
                      dm->seq, dm->seq, from->id, to->id, dm->content);
-        if (to->fd > 0) send_text(to, frame, (size_t)n);
+        if (to->fd >= 0) send_text(to, frame, (size_t)n);
     }
     sync_busy = 0;
 }

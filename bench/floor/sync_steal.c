@@ -2,8 +2,10 @@
  * What the disk's syncs cost the *other* core of this VM. One thread,
  * pinned to SYNC_CPU, writes BYTES at the next place of a 16 MiB file and
  * fdatasyncs it, RATE times a second, sleeping in between so that its core
- * is otherwise idle (or, with `busy`, spinning, so that it never is: as a
- * loaded hub's core). Another, pinned to PROBE_CPU, reads the clock in a
+ * is otherwise idle. With `busy` that thread spins between its syncs and a
+ * second thread on SYNC_CPU spins for the whole run, so that the core has
+ * work while a sync waits too, as a loaded hub's core has its tokio worker
+ * while the writer syncs. Another, pinned to PROBE_CPU, reads the clock in a
  * tight loop for the whole run and adds up the gaps between two reads:
  * time in which that core ran something else or nothing at all. It also
  * reports PROBE_CPU's steal time from /proc/stat (time the host ran
@@ -57,7 +59,7 @@ static void pin(int cpu) {
 }
 
 /* PROBE_CPU's steal time so far, in milliseconds (/proc/stat counts in
- * USER_HZ ticks, 100 a second on Linux). */
+ * USER_HZ ticks). */
 static double steal_ms(int cpu) {
     FILE *stat = fopen("/proc/stat", "r");
     if (!stat) { perror("/proc/stat"); exit(1); }
@@ -69,13 +71,24 @@ static double steal_ms(int cpu) {
                   &field[1], &field[2], &field[3], &field[4], &field[5], &field[6],
                   &field[7]) == 9) {
         if (strcmp(name, want) == 0) {
-            steal = field[7] * 10.0;
+            steal = field[7] * 1000.0 / (double)sysconf(_SC_CLK_TCK);
             break;
         }
     }
     fclose(stat);
     if (steal < 0) { fprintf(stderr, "no %s in /proc/stat\n", want); exit(1); }
     return steal;
+}
+
+/* With `busy`: keeps SYNC_CPU occupied while the syncing thread waits on
+ * the disk. */
+static void *spinning(void *unused) {
+    (void)unused;
+    pin(sync_cpu);
+    double start = now();
+    while (now() - start < seconds) {
+    }
+    return NULL;
 }
 
 static void *syncing(void *unused) {
@@ -144,6 +157,11 @@ int main(int argc, char **argv) {
         perror("pthread_create");
         return 1;
     }
+    pthread_t spinner;
+    if (busy && rate > 0 && pthread_create(&spinner, NULL, spinning, NULL) != 0) {
+        perror("pthread_create");
+        return 1;
+    }
     double start = now(), last = start, lost = 0, worst = 0;
     long over_1ms = 0, over_5ms = 0;
     for (;;) {
@@ -157,6 +175,7 @@ int main(int argc, char **argv) {
     }
     double elapsed = last - start, steal = steal_ms(probe_cpu) - steal_before;
     if (other) pthread_join(syncer, NULL);
+    if (busy && rate > 0) pthread_join(spinner, NULL);
     printf("probe on cpu %d for %.1f s: %.0f ms lost in gaps over 0.1 ms (%.1f%%), %ld over 1 ms, "
            "%ld over 5 ms, worst %.2f ms; steal %.0f ms\n",
            probe_cpu, elapsed, lost * 1e3, lost / elapsed * 100, over_1ms, over_5ms, worst * 1e3,

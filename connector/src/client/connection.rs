@@ -491,3 +491,19 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default().read_buffer_size(READ_CHUNK_BYTES)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunk is what connections are opened with, not only a constant:
+    /// the library's default would zero-fill 128 KiB before every read.
+    #[test]
+    fn connections_read_in_chunks_of_read_chunk_bytes() {
+        assert_eq!(websocket_config().read_buffer_size, READ_CHUNK_BYTES);
+        assert_ne!(
+            WebSocketConfig::default().read_buffer_size,
+            READ_CHUNK_BYTES
+        );
+    }
+}

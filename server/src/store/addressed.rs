@@ -95,6 +95,24 @@ fn bind_entries(insert: &mut rusqlite::Statement<'_>, entries: &[&Entry]) -> rus
     Ok(())
 }
 
+/// Writes `entries`, a whole number of `rows_per_statement`, with one
+/// [`insert_sql`] statement of that many rows.
+fn insert_rows(
+    connection: &Connection,
+    entries: &[&Entry],
+    rows_per_statement: usize,
+) -> rusqlite::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut insert = connection.prepare_cached(&insert_sql(rows_per_statement))?;
+    for statement in entries.chunks_exact(rows_per_statement) {
+        bind_entries(&mut insert, statement)?;
+        insert.raw_execute()?;
+    }
+    Ok(())
+}
+
 /// One row of `addressed` still to be written.
 struct Entry {
     agent: String,
@@ -195,23 +213,13 @@ impl Indexer {
         let mut entries: Vec<&Entry> = self.waiting[bucket].iter().collect();
         entries.sort_unstable_by(|a, b| (&a.agent, a.role, a.seq).cmp(&(&b.agent, b.role, b.seq)));
         // Many rows per statement: binding, stepping and resetting one
-        // statement per entry cost about as much as the B-tree inserts.
-        let mut chunks = entries.chunks_exact(ROWS_PER_INSERT);
-        if chunks.len() > 0 {
-            let mut insert = connection.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
-            for chunk in chunks.by_ref() {
-                bind_entries(&mut insert, chunk)?;
-                insert.raw_execute()?;
-            }
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut insert = connection.prepare_cached(&insert_sql(1))?;
-            for entry in rest {
-                bind_entries(&mut insert, std::slice::from_ref(entry))?;
-                insert.raw_execute()?;
-            }
-        }
+        // statement per entry cost about as much as the B-tree inserts. What
+        // is left over goes a row at a time rather than as one statement of
+        // its own size, which would keep up to 63 rarely used statements in
+        // the connection's cache.
+        let whole = entries.len() - entries.len() % ROWS_PER_INSERT;
+        insert_rows(connection, &entries[..whole], ROWS_PER_INSERT)?;
+        insert_rows(connection, &entries[whole..], 1)?;
         connection
             .prepare_cached("UPDATE addressed_state SET indexed_upto = ?2 WHERE bucket = ?1")?
             .execute(params![bucket as i64, self.read_upto])?;
@@ -468,6 +476,12 @@ mod tests {
     #[test]
     fn a_bucket_larger_than_one_insert_is_written_whole() {
         let n = 5 * ROWS_PER_INSERT;
+        let buckets: std::collections::HashSet<usize> = AGENTS.map(bucket_of).into();
+        assert_eq!(
+            buckets.len(),
+            AGENTS.len(),
+            "each agent a bucket of its own"
+        );
         let connection = crate::store::schema::migrated_in_memory();
         let mut indexer = Indexer::load(&connection, BATCH).unwrap();
         for i in 0..n {
