@@ -32,8 +32,18 @@ use crate::config::Synchronous;
 
 /// Read connections; more would only contend for two cores.
 const READERS: usize = 4;
-/// The writer's page cache.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// The writer's page cache, of pages it keeps after its transactions.
+/// Small on purpose: when a B-tree insert rebalances pages out of order,
+/// SQLite parks one at the lock page's number (past the end of any file
+/// under 1 GiB) and then, at commit, drops every cached page numbered past
+/// the end of the file by walking the whole cache. With 64 MiB that walk
+/// was a tenth of the writer's time (references/BENCHMARKS.md, "The
+/// writer's page cache").
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
+/// How many pages one transaction may change before SQLite writes some of
+/// them to the WAL ahead of its commit: room for the biggest batch, beyond
+/// [`WRITER_CACHE_KIB`]; they are let go of after the commit.
+const WRITER_SPILL_PAGES: i64 = 16 * 1024;
 /// How much of the database file each reader maps (SQLite caps it at its
 /// compile-time limit, 2 GiB by default); pages past it are read into the
 /// reader's page cache.
@@ -95,9 +105,11 @@ impl Store {
         // temporary file (a quarter of the writer's time when it was a
         // file).
         connection.pragma_update(None, "temp_store", "MEMORY")?;
-        // Room for a whole batch's pages: with the default 2 MiB cache a
-        // big batch spilled pages to the WAL before its commit.
         connection.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        // Room for a whole batch's pages: when a big batch outgrew the
+        // cache (the default 2 MiB), SQLite wrote some of them to the WAL
+        // before the commit, and again if the batch changed them after.
+        connection.pragma_update(None, "cache_spill", WRITER_SPILL_PAGES)?;
         // The checkpointer thread checkpoints instead of the commit path.
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         schema::migrations().to_latest(&mut connection)?;
