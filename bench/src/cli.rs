@@ -93,6 +93,32 @@ impl Protocol {
     }
 }
 
+/// The `clientId` the generator puts on each DM. The hub keeps a unique
+/// index of (sender, clientId), so where each new one lands in it decides
+/// how many pages a commit writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientIds {
+    /// No `clientId`, as every figure in references/BENCHMARKS.md before
+    /// session 9.
+    None,
+    /// A random UUIDv4 on each DM: what the Rust connector and the Python
+    /// SDK sent until session 9.
+    Random,
+    /// A UUIDv7, ordered by time: what they send now.
+    Ordered,
+}
+
+impl ClientIds {
+    /// A fresh `clientId`, if there is to be one.
+    pub fn next(self) -> Option<String> {
+        match self {
+            ClientIds::None => None,
+            ClientIds::Random => Some(uuid::Uuid::new_v4().to_string()),
+            ClientIds::Ordered => Some(uuid::Uuid::now_v7().to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Direct messages between sender/receiver pairs, persisted by the hub.
@@ -151,6 +177,9 @@ pub struct DmArgs {
     /// to show when the slow ones happened.
     #[arg(long, value_name = "FILE")]
     pub timeline: Option<PathBuf>,
+    /// A `clientId` on every DM (v2; the original hub ignores it).
+    #[arg(long, value_enum, default_value = "none")]
+    pub client_ids: ClientIds,
     #[command(flatten)]
     pub timing: Timing,
 }

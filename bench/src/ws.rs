@@ -74,11 +74,16 @@ pub fn marker(content: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-/// `direct_message` with our content. Ids and content are plain ASCII
-/// without quotes or backslashes, so formatting is safe and cheaper than a
-/// serializer on the hot path.
-pub fn direct_message_frame(to: &str, content: &str) -> String {
-    format!(r#"{{"type":"direct_message","to":"{to}","content":"{content}"}}"#)
+/// `direct_message` with our content, and a `clientId` if given. Ids and
+/// content are plain ASCII without quotes or backslashes, so formatting is
+/// safe and cheaper than a serializer on the hot path.
+pub fn direct_message_frame(to: &str, content: &str, client_id: Option<&str>) -> String {
+    match client_id {
+        None => format!(r#"{{"type":"direct_message","to":"{to}","content":"{content}"}}"#),
+        Some(id) => format!(
+            r#"{{"type":"direct_message","to":"{to}","content":"{content}","clientId":"{id}"}}"#
+        ),
+    }
 }
 
 /// `message` to a group, with our content.
@@ -437,7 +442,8 @@ mod tests {
     #[test]
     fn frames_we_build_are_valid_json() {
         for frame in [
-            direct_message_frame("r-1", &content(3, 20)),
+            direct_message_frame("r-1", &content(3, 20), None),
+            direct_message_frame("r-1", &content(3, 20), Some("c-1")),
             group_message_frame("g", &content(4, 20)),
             join_group_frame("g"),
             ack_frame(9),

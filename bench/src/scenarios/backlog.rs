@@ -69,6 +69,7 @@ pub async fn run(ctx: &Ctx, args: &BacklogArgs) -> Result<Report> {
             direct_message_frame(
                 recipient,
                 &content((s + j * args.senders) as u64, args.size),
+                None,
             )
         })
     }))

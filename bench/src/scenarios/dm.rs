@@ -111,7 +111,7 @@ pub async fn run(ctx: &Ctx, args: &DmArgs) -> Result<Report> {
         let (mut sink, mut stream) = ws.split();
         let count = items_of(k);
         let (lag, send_errors) = (lag.clone(), errors.clone());
-        let size = args.size;
+        let (size, client_ids) = (args.size, args.client_ids);
         sending.spawn(async move {
             let mut j = 0;
             while j < count {
@@ -121,7 +121,8 @@ pub async fn run(ctx: &Ctx, args: &DmArgs) -> Result<Report> {
                 let now = clock.now_ns();
                 while j < count && schedule.due_ns(k + j * pairs) <= now {
                     let i = k + j * pairs;
-                    let frame = direct_message_frame(&to, &content(i, size));
+                    let client_id = client_ids.next();
+                    let frame = direct_message_frame(&to, &content(i, size), client_id.as_deref());
                     if schedule.is_measured(i) {
                         lag.lock().record_ns(schedule.late_by(i, clock.now_ns()));
                     }

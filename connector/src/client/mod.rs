@@ -513,6 +513,22 @@ fn direct_message_frame(to: &str, content: &str) -> ClientFrame {
     }
 }
 
+/// Ordered by time (UUIDv7), so that the hub's unique index of (sender,
+/// clientId) grows at its end instead of at a random page per message
+/// (references/BENCHMARKS.md, "Client ids").
 fn new_client_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each new client id sorts after the last, as text too: that order is
+    /// what keeps the hub's index of them growing at its end.
+    #[test]
+    fn client_ids_sort_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..1000).map(|_| new_client_id()).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+    }
 }

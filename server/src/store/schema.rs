@@ -194,6 +194,17 @@ pub fn migrations() -> Migrations<'static> {
         DROP TABLE index_state;
         "#,
         ),
+        // Client ids first: the connectors' ids are UUIDv7, ordered by
+        // time whoever sends them, so new entries land at the end of the
+        // index instead of at each sender's own place in it (one page per
+        // sender in a commit).
+        M::up(
+            r#"
+        DROP INDEX events_client_id;
+        CREATE UNIQUE INDEX events_client_id ON events (client_id, from_id)
+            WHERE client_id IS NOT NULL;
+        "#,
+        ),
     ])
 }
 
@@ -211,6 +222,46 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         super::migrations().validate().unwrap();
+    }
+
+    /// Client ids stay unique per sender across the change of the index's
+    /// column order, and one sender's id does not block another's.
+    #[test]
+    fn client_ids_stay_unique_per_sender_after_the_index_is_reordered() {
+        let mut connection = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_version(&mut connection, 6).unwrap();
+        let insert = |connection: &rusqlite::Connection, id: &str, from: &str, client: &str| {
+            connection.execute(
+                "INSERT INTO events (id, kind, from_id, from_name, recipient, content, client_id, created_at)
+                 VALUES (?1, 'direct_message', ?2, ?2, 'z', 'hi', ?3, 't')",
+                rusqlite::params![id, from, client],
+            )
+        };
+        insert(&connection, "1", "a", "c-1").unwrap();
+        super::migrations().to_latest(&mut connection).unwrap();
+        let columns: Vec<String> = connection
+            .prepare("SELECT name FROM pragma_index_info('events_client_id') ORDER BY seqno")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(columns, ["client_id", "from_id"]);
+        let refused = insert(&connection, "2", "a", "c-1").unwrap_err();
+        assert_eq!(
+            refused.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation)
+        );
+        insert(&connection, "3", "b", "c-1").unwrap();
+        insert(&connection, "4", "a", "c-2").unwrap();
+        let found: String = connection
+            .query_row(
+                "SELECT id FROM events WHERE from_id = 'b' AND client_id = 'c-1'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(found, "3");
     }
 
     /// A database from before `addressed` gets every existing event's
