@@ -7,8 +7,9 @@
 //! half. Each DM goes through the hub's own writer as the hub's DM path
 //! hands it over (one job that needs no savepoint: the client-id lookup,
 //! then the event's INSERT; the writer's upkeep of `addressed` around each
-//! commit), at a fixed rate from a runtime like the hub's, and each DM's commit is timed from when it was due. Pin it
-//! to the core a hub would have:
+//! commit), at a fixed rate from a runtime like the hub's, and each DM's
+//! commit is timed from when it was due. Pin it to the core a hub would
+//! have:
 //!
 //! ```sh
 //! taskset -c 0 clawbot-store-floor --data-dir /work/store-floor --rate 25000
