@@ -44,6 +44,12 @@ const WRITER_CACHE_KIB: i64 = 8 * 1024;
 /// them to the WAL ahead of its commit: room for the biggest batch, beyond
 /// [`WRITER_CACHE_KIB`]; they are let go of after the commit.
 const WRITER_SPILL_PAGES: i64 = 16 * 1024;
+/// The WAL file is cut back to this size when the log starts afresh after
+/// growing past it. It stays near 16 MiB under load (the checkpointer's
+/// restart threshold), but one big transaction (a migration that copies a
+/// table, 2 GB for 10,000,000 events) would otherwise leave a file that
+/// large on disk until the hub stops.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
 /// How much of the database file each reader maps (SQLite caps it at its
 /// compile-time limit, 2 GiB by default); pages past it are read into the
 /// reader's page cache.
@@ -82,6 +88,28 @@ pub struct Opened {
     pub writer_thread: std::thread::JoinHandle<()>,
 }
 
+/// Brings the schema up to date, saying so when it changes anything: some
+/// migrations rewrite a table (migration 8 copies `events`), which on a
+/// large database keeps the hub from listening for a while.
+fn migrate(connection: &mut Connection) -> anyhow::Result<()> {
+    let migrations = schema::migrations();
+    let pending = migrations.pending_migrations(connection)?;
+    let before = migrations.current_version(connection)?;
+    if pending == 0 || before == rusqlite_migration::SchemaVersion::NoneSet {
+        // Up to date, or a new database: nothing to wait for.
+        return Ok(migrations.to_latest(connection)?);
+    }
+    tracing::info!(from = %before, pending, "migrating the database schema (on a large database this can take minutes)");
+    let started = std::time::Instant::now();
+    migrations.to_latest(connection)?;
+    tracing::info!(
+        to = %migrations.current_version(connection)?,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "database schema migrated"
+    );
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) `<data_dir>/hub.sqlite3` and migrates it.
     /// While the writer is busy, its batches begin at least
@@ -110,9 +138,10 @@ impl Store {
         // cache (the default 2 MiB), SQLite wrote some of them to the WAL
         // before the commit, and again if the batch changed them after.
         connection.pragma_update(None, "cache_spill", WRITER_SPILL_PAGES)?;
+        connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
         // The checkpointer thread checkpoints instead of the commit path.
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
-        schema::migrations().to_latest(&mut connection)?;
+        migrate(&mut connection)?;
         addressed::register_bucket_function(&connection)?;
         let indexer = addressed::Indexer::load(&connection, addressed::BATCH)?;
         let checkpoints = Connection::open(&path)?;

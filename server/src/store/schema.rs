@@ -205,6 +205,40 @@ pub fn migrations() -> Migrations<'static> {
             WHERE client_id IS NOT NULL;
         "#,
         ),
+        // `events` without two things every commit paid for and nothing
+        // used: a unique index of `id` (the hub makes each id, a UUIDv7,
+        // and looks events up by `seq`, never by `id`), and AUTOINCREMENT,
+        // whose counter row in `sqlite_sequence` was one more page written
+        // at every commit. Without it a new `seq` is one past the largest
+        // stored, the same as long as events are never deleted (they are
+        // not). Copies the table once.
+        M::up(
+            r#"
+        CREATE TABLE events_rebuilt (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL,
+            kind        TEXT NOT NULL,
+            from_id     TEXT NOT NULL,
+            from_name   TEXT NOT NULL,
+            group_id    TEXT,
+            recipient   TEXT,
+            content     TEXT NOT NULL,
+            client_id   TEXT,
+            ref_id      TEXT,
+            created_at  TEXT NOT NULL
+        ) STRICT;
+        INSERT INTO events_rebuilt
+            SELECT seq, id, kind, from_id, from_name, group_id, recipient,
+                   content, client_id, ref_id, created_at
+            FROM events ORDER BY seq;
+        DROP TABLE events;
+        ALTER TABLE events_rebuilt RENAME TO events;
+        CREATE INDEX events_by_group ON events (group_id, seq)
+            WHERE group_id IS NOT NULL AND kind = 'message';
+        CREATE UNIQUE INDEX events_client_id ON events (client_id, from_id)
+            WHERE client_id IS NOT NULL;
+        "#,
+        ),
     ])
 }
 
@@ -222,6 +256,81 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         super::migrations().validate().unwrap();
+    }
+
+    /// Every stored event keeps its seq and columns when `events` is
+    /// rebuilt without the index of `id` and without AUTOINCREMENT; the
+    /// next seq follows the largest; the indexes the queries use are back.
+    #[test]
+    fn events_keep_their_seqs_when_the_table_is_rebuilt_without_the_id_index() {
+        let mut connection = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_version(&mut connection, 7).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO events (id, kind, from_id, from_name, group_id, recipient, content, client_id, ref_id, created_at) VALUES
+                    ('e1', 'message', 'a', 'A', 'g', NULL, 'to the group', 'c-1', NULL, 't1'),
+                    ('e2', 'direct_message', 'a', 'A', NULL, 'b', 'to b', NULL, NULL, 't2'),
+                    ('e3', 'mention', 'b', 'B', 'g', 'a', '@a', 'c-1', 'e1', 't3');",
+            )
+            .unwrap();
+        let rows = |connection: &rusqlite::Connection| -> Vec<String> {
+            connection
+                .prepare("SELECT json_array(seq, id, kind, from_id, from_name, group_id, recipient, content, client_id, ref_id, created_at) FROM events ORDER BY seq")
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let before = rows(&connection);
+        super::migrations().to_latest(&mut connection).unwrap();
+        assert_eq!(rows(&connection), before);
+
+        let indexes: Vec<(String, String)> = connection
+            .prepare("SELECT name, origin FROM pragma_index_list('events') ORDER BY name")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            indexes,
+            [
+                ("events_by_group".to_owned(), "c".to_owned()),
+                ("events_client_id".to_owned(), "c".to_owned())
+            ]
+        );
+        connection
+            .execute(
+                "INSERT INTO events (id, kind, from_id, from_name, recipient, content, created_at)
+                 VALUES ('e4', 'direct_message', 'b', 'B', 'a', 'to a', 't4')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(connection.last_insert_rowid(), 4, "one past the largest");
+        let counters: i64 = connection
+            .query_row(
+                "SELECT count(*) FROM sqlite_sequence WHERE name = 'events'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            counters, 0,
+            "no AUTOINCREMENT counter to write at each commit"
+        );
+        let plan: Vec<String> = connection
+            .prepare(
+                "EXPLAIN QUERY PLAN
+                 SELECT seq FROM events WHERE group_id = 'g' AND kind = 'message' ORDER BY seq",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let plan = plan.join("; ");
+        assert!(plan.contains("events_by_group"), "{plan}");
     }
 
     /// Client ids stay unique per sender across the change of the index's
