@@ -95,8 +95,9 @@ fn migrate(connection: &mut Connection) -> anyhow::Result<()> {
     let migrations = schema::migrations();
     let pending = migrations.pending_migrations(connection)?;
     let before = migrations.current_version(connection)?;
-    if pending == 0 || before == rusqlite_migration::SchemaVersion::NoneSet {
-        // Up to date, or a new database: nothing to wait for.
+    if pending <= 0 || before == rusqlite_migration::SchemaVersion::NoneSet {
+        // Up to date, a new database (nothing to wait for), or one from a
+        // newer hub, which `to_latest` refuses.
         return Ok(migrations.to_latest(connection)?);
     }
     tracing::info!(from = %before, pending, "migrating the database schema (on a large database this can take minutes)");
@@ -194,4 +195,31 @@ impl Store {
 /// Now, as the original hub wrote times: ISO 8601 UTC with milliseconds.
 pub fn now_iso() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that a newer hub has migrated is refused and left as it
+    /// was; one this hub knows is brought up to date, and opens again.
+    #[test]
+    fn a_database_from_a_newer_hub_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.sqlite3");
+        let mut connection = Connection::open(&path).unwrap();
+        migrate(&mut connection).unwrap();
+        migrate(&mut connection).unwrap();
+        let latest: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        connection
+            .pragma_update(None, "user_version", latest + 1)
+            .unwrap();
+        assert!(migrate(&mut connection).is_err());
+        let after: i64 = connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(after, latest + 1);
+    }
 }
