@@ -9,8 +9,8 @@
  * ASCII), no tokens, no history: whatever latency `clawbot-bench dm`
  * measures against it is the machine's, not the hub's.
  *
- *   cc -O2 -pthread -o /tmp/dm_floor bench/floor/dm_floor.c -lcrypto
- *   taskset -c 0 /tmp/dm_floor PORT [directory] [window_us] [nosync]
+ *   cc -O2 -pthread -o /tmp/dm_floor bench/floor/dm_floor.c -lcrypto -lsqlite3
+ *   taskset -c 0 /tmp/dm_floor PORT [directory] [window_us] [nosync|sqlite]
  *   taskset -c 1 clawbot-bench --open-hub --ws-url ws://127.0.0.1:PORT \
  *       --http-url http://127.0.0.1:PORT --hub-pid PID --protocol v2 \
  *       dm --pairs 100 --rate 25000 --warmup 1 --duration 4
@@ -24,6 +24,12 @@
  * recipient is not connected, gets an `error` frame. A benchmark tool, not
  * a hub: a connection that closes while its DMs wait for their commit may
  * see its slot reused by the next one before they are sent.
+ *
+ * `sqlite` stores each DM's record as a row of the narrowest SQLite store
+ * (sqlite_log.h: one table, rowid only, WAL, synchronous=FULL, its own
+ * checkpointer) in `directory`/floor.sqlite3 instead of the log file, each
+ * group commit one transaction: the least a hub that keeps DMs in SQLite
+ * must do, with the same sockets.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -42,6 +48,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "sqlite_log.h"
 
 #define MAX_CONNS 4096
 #define LOG_BYTES (64L << 20)
@@ -77,6 +85,10 @@ static long next_seq = 1, log_at = 0;
 static double window;
 /* `nosync`: write and sync nothing, to tell the disk's part from the rest. */
 static int no_sync;
+/* `sqlite`: each commit a SQLite transaction instead of the log's sync. */
+static int use_sqlite;
+static struct sqlite_log sqlite_store;
+static long sqlite_rows;
 
 /* The batch being filled, the one being synced, and the sync thread's
  * hand-off. */
@@ -353,6 +365,20 @@ static void frames(int i) {
     c->in_len -= at;
 }
 
+/* The batch's records (one a line in its log buffer), a row each, in one
+ * transaction. */
+static void store_in_sqlite(void) {
+    sqlite_log_begin(&sqlite_store);
+    const char *at = syncing.log, *end = syncing.log + syncing.log_len;
+    while (at < end) {
+        const char *line_end = memchr(at, '\n', (size_t)(end - at));
+        if (!line_end) line_end = end;
+        sqlite_log_insert(&sqlite_store, sqlite_rows++, at, (size_t)(line_end - at));
+        at = line_end + 1;
+    }
+    sqlite_log_commit(&sqlite_store);
+}
+
 static void *sync_thread(void *unused) {
     (void)unused;
     for (;;) {
@@ -361,9 +387,13 @@ static void *sync_thread(void *unused) {
         sync_ready = 0;
         pthread_mutex_unlock(&lock);
         size_t len = syncing.log_len;
+        if (use_sqlite) {
+            store_in_sqlite();
+            len = 0;
+        }
         if (log_at + (long)len > LOG_BYTES) log_at = 0;
-        if (!no_sync && pwrite(log_fd, syncing.log, len, log_at) != (ssize_t)len) die("pwrite");
-        if (!no_sync && fdatasync(log_fd) != 0) die("fdatasync");
+        if (!no_sync && !use_sqlite && pwrite(log_fd, syncing.log, len, log_at) != (ssize_t)len) die("pwrite");
+        if (!no_sync && !use_sqlite && fdatasync(log_fd) != 0) die("fdatasync");
         log_at += (long)len;
         uint64_t one = 1;
         if (write(done_fd, &one, sizeof one) != sizeof one) die("eventfd");
@@ -411,13 +441,15 @@ static void committed(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: dm_floor PORT [directory] [window_us] [nosync]\n");
+        fprintf(stderr, "usage: dm_floor PORT [directory] [window_us] [nosync|sqlite]\n");
         return 2;
     }
     int port = atoi(argv[1]);
     const char *directory = argc > 2 ? argv[2] : "/tmp";
     window = (argc > 3 ? atof(argv[3]) : 1000) / 1e6;
     no_sync = argc > 4 && strcmp(argv[4], "nosync") == 0;
+    use_sqlite = argc > 4 && strcmp(argv[4], "sqlite") == 0;
+    if (use_sqlite) sqlite_log_open(&sqlite_store, directory, 0);
     char path[4096];
     snprintf(path, sizeof path, "%s/dm_floor.XXXXXX", directory);
     log_fd = mkstemp(path);
@@ -445,7 +477,7 @@ int main(int argc, char **argv) {
     pthread_t syncer;
     if (pthread_create(&syncer, NULL, sync_thread, NULL) != 0) die("pthread_create");
     printf("dm_floor listening on 127.0.0.1:%d, log in %s, window %.0f us%s\n", port, directory,
-           window * 1e6, no_sync ? ", no syncs" : "");
+           window * 1e6, no_sync ? ", no syncs" : use_sqlite ? ", stored in SQLite" : "");
     fflush(stdout);
 
     struct epoll_event events[256];
