@@ -28,7 +28,18 @@ fn every_measured_dm_is_committed_and_reported() {
     // 0.5 s at 1,000/s: 500 measured commits, each timed.
     assert!(stdout.contains("(n=500)"), "{stdout}");
     assert!(stdout.contains("sqlite-writer"), "{stdout}");
-    assert!(data_dir.join("hub.sqlite3").exists());
+    // Warm-up and measured DMs alike are in the database, each once, with
+    // its own client id, round-robin over the seven pairs.
+    let database = rusqlite::Connection::open(data_dir.join("hub.sqlite3")).unwrap();
+    let (stored, distinct_ids, senders): (i64, i64, i64) = database
+        .query_row(
+            "SELECT count(*), count(DISTINCT client_id), count(DISTINCT from_id)
+             FROM events WHERE kind = 'direct_message'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((stored, distinct_ids, senders), (700, 700, 7));
 }
 
 #[test]
