@@ -13,8 +13,8 @@
  *
  * DIR must exist and not hold a floor.sqlite3 yet (the run creates it and
  * leaves it for inspection). `index` adds a 16-byte client id to every row, ordered
- * as the connector's UUIDv7 ids are, with a unique index on it: one index
- * of the two the hub keeps per DM. DMs are due evenly at the given rate;
+ * as the connector's UUIDv7 ids are, with a unique index on it, as the
+ * hub's index of client ids (it also writes two `addressed` entries). DMs are due evenly at the given rate;
  * the writer sleeps until the window since its last commit has passed,
  * inserts every DM due by then, commits, and a DM's latency runs from its
  * due time to the end of that commit. The first second is warm-up.
@@ -117,6 +117,10 @@ int main(int argc, char **argv) {
     double cpu = cpu_seconds() - cpu_at;
     long written = bytes_written() - written_at;
     sqlite_log_close(&log);
+    if (measured == 0) {
+        fprintf(stderr, "nothing measured: give more seconds or a higher rate\n");
+        return 1;
+    }
 
     qsort(latency, (size_t)measured, sizeof(double), cmp);
     printf("sqlite floor (%s): %.0f DMs/s for %.0f s, window %.0f us, %ld commits: "

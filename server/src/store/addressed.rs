@@ -102,6 +102,11 @@ fn insert_rows(
     entries: &[&Entry],
     rows_per_statement: usize,
 ) -> rusqlite::Result<()> {
+    debug_assert_eq!(
+        entries.len() % rows_per_statement,
+        0,
+        "a whole number of statements"
+    );
     if entries.is_empty() {
         return Ok(());
     }
