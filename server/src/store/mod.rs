@@ -129,16 +129,6 @@ impl Store {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", sync)?;
         connection.pragma_update(None, "busy_timeout", 5000)?;
-        // Before `temp_store=MEMORY`: with temporary storage in memory,
-        // SQLite's sort for CREATE INDEX never spills to disk, and a
-        // migration that rebuilds an index of a large table would hold
-        // every key in RAM.
-        migrate(&mut connection)?;
-        // Each job runs in a savepoint, and SQLite keeps a copy of every
-        // page a savepoint changes so it can roll back: in memory, not in a
-        // temporary file (a quarter of the writer's time when it was a
-        // file).
-        connection.pragma_update(None, "temp_store", "MEMORY")?;
         connection.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         // Room for a whole batch's pages: when a big batch outgrew the
         // cache (the default 2 MiB), SQLite wrote some of them to the WAL
@@ -147,6 +137,15 @@ impl Store {
         connection.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
         // The checkpointer thread checkpoints instead of the commit path.
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        migrate(&mut connection)?;
+        // Each job runs in a savepoint, and SQLite keeps a copy of every
+        // page a savepoint changes so it can roll back: in memory, not in a
+        // temporary file (a quarter of the writer's time when it was a
+        // file). Only after migrating: with temporary storage in memory,
+        // SQLite's sort for CREATE INDEX never spills to disk, and a
+        // migration that rebuilds an index of a large table would hold
+        // every key in RAM.
+        connection.pragma_update(None, "temp_store", "MEMORY")?;
         addressed::register_bucket_function(&connection)?;
         let indexer = addressed::Indexer::load(&connection, addressed::BATCH)?;
         let checkpoints = Connection::open(&path)?;
