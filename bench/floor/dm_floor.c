@@ -386,15 +386,15 @@ static void *sync_thread(void *unused) {
         while (!sync_ready) pthread_cond_wait(&wake, &lock);
         sync_ready = 0;
         pthread_mutex_unlock(&lock);
-        size_t len = syncing.log_len;
         if (use_sqlite) {
             store_in_sqlite();
-            len = 0;
+        } else if (!no_sync) {
+            size_t len = syncing.log_len;
+            if (log_at + (long)len > LOG_BYTES) log_at = 0;
+            if (pwrite(log_fd, syncing.log, len, log_at) != (ssize_t)len) die("pwrite");
+            if (fdatasync(log_fd) != 0) die("fdatasync");
+            log_at += (long)len;
         }
-        if (log_at + (long)len > LOG_BYTES) log_at = 0;
-        if (!no_sync && !use_sqlite && pwrite(log_fd, syncing.log, len, log_at) != (ssize_t)len) die("pwrite");
-        if (!no_sync && !use_sqlite && fdatasync(log_fd) != 0) die("fdatasync");
-        log_at += (long)len;
         uint64_t one = 1;
         if (write(done_fd, &one, sizeof one) != sizeof one) die("eventfd");
     }
@@ -449,16 +449,19 @@ int main(int argc, char **argv) {
     window = (argc > 3 ? atof(argv[3]) : 1000) / 1e6;
     no_sync = argc > 4 && strcmp(argv[4], "nosync") == 0;
     use_sqlite = argc > 4 && strcmp(argv[4], "sqlite") == 0;
-    if (use_sqlite) sqlite_log_open(&sqlite_store, directory, 0);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/dm_floor.XXXXXX", directory);
-    log_fd = mkstemp(path);
-    if (log_fd < 0) die("mkstemp");
-    unlink(path);
-    char *zeros = calloc(1, LOG_BYTES);
-    if (!zeros || pwrite(log_fd, zeros, LOG_BYTES, 0) != LOG_BYTES || fsync(log_fd) != 0)
-        die("preparing the log");
-    free(zeros);
+    if (use_sqlite) {
+        sqlite_log_open(&sqlite_store, directory, 0);
+    } else if (!no_sync) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/dm_floor.XXXXXX", directory);
+        log_fd = mkstemp(path);
+        if (log_fd < 0) die("mkstemp");
+        unlink(path);
+        char *zeros = calloc(1, LOG_BYTES);
+        if (!zeros || pwrite(log_fd, zeros, LOG_BYTES, 0) != LOG_BYTES || fsync(log_fd) != 0)
+            die("preparing the log");
+        free(zeros);
+    }
 
     int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     int yes = 1;
